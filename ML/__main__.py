@@ -1,0 +1,3 @@
+from ML.cli import main
+
+main()

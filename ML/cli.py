@@ -1,0 +1,59 @@
+"""The ML command: argv -> overrides -> launch, or a Hydra multirun with -m; bad input is one line on stderr."""
+import os
+import sys
+from pathlib import Path
+
+USAGE = """usage: ML [key=value ...] [-m] [--cfg job] [--help]
+
+  ML                                   train the default task (a classifier on scikit-learn's 8x8 digits)
+  ML Model=Run.model Dataset=MNIST     an uppercase key says what to build; Run.model = `model` in ./Run.py
+  ML Eyes=CNN eyes.depth=5             its lowercase twin gives the arguments
+  ML task=RL Env=CartPole-v1           a recipe: ./RL.yaml first, then the built-in ones
+  ML -m seed=1,2,3                     a sweep over Hydra's launchers
+  ML --cfg job                         print the composed config and stop
+"""
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if '--help' in argv or '-h' in argv:
+        return print_help()
+    multirun = '-m' in argv or '--multirun' in argv
+    show_config = '--cfg' in argv
+    overrides = [arg for arg in argv if arg not in ('-m', '--multirun', '--cfg', 'job', 'all')]
+    unknown = [arg for arg in overrides if arg.startswith('-')]
+    if unknown:
+        fail(f'{unknown[0]}: unknown flag; ML takes key=value overrides, -m, --cfg job and --help')
+    from ML.errors import MLError
+    try:
+        if show_config:
+            from omegaconf import OmegaConf
+            from ML.language import compose
+            print(OmegaConf.to_yaml(compose.compose(overrides, Path.cwd())), end='')
+        elif multirun:
+            from ML.sweep import sweep
+            sweep(overrides)
+        else:
+            from ML.launch import launch
+            launch(*overrides)
+    except MLError as error:
+        if os.environ.get('HYDRA_FULL_ERROR') == '1':
+            raise
+        fail(f'{type(error).__name__}: {error}')
+    except KeyboardInterrupt:
+        fail('interrupted')
+
+
+def fail(message: str):
+    print(f'ML: {message}', file=sys.stderr)
+    sys.exit(1)
+
+
+def print_help():
+    """Usage, the recipes, and every key with its default and comment (Hyperparams/args.yaml)."""
+    from ML.language.recipes import builtin_recipes, hyperparams_dir, user_recipes
+    print(USAGE)
+    print(f'recipes (task=...): here: {", ".join(user_recipes(Path.cwd())) or "none"}; '
+          f'built in: {", ".join(builtin_recipes())}\n')
+    print('keys (Hyperparams/args.yaml):\n')
+    print((hyperparams_dir() / 'args.yaml').read_text())

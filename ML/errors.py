@@ -1,0 +1,34 @@
+"""A small exception tree. Each error says what was wrong and what would fix it, in one line that names the key,
+path or file:line; the command line prints that line alone (the traceback only with HYDRA_FULL_ERROR=1)."""
+import difflib
+
+
+class MLError(Exception):
+    """Bad input the user can fix: printed as one line by the command line."""
+
+
+class ConfigError(MLError):
+    """An unknown key, a value of the wrong type, a key no part of the run uses, a code value that does not parse."""
+
+
+class PathError(MLError):
+    """A name that resolves to nothing: lists every place tried and the closest names found there."""
+
+
+class RecipeError(MLError):
+    """A task recipe that is missing or does not parse (names the file and line)."""
+
+
+class ShapeError(MLError):
+    """A block whose input or output does not fit its neighbours: names the block, expected and actual shapes."""
+
+
+class CheckpointError(MLError):
+    """Nothing to load, or a checkpoint that does not fit the run."""
+
+
+def did_you_mean(word: str, choices, n: int = 3) -> str:
+    """' (did you mean x?)' for the closest of choices, or ''."""
+    by_lower = {str(c).lower(): str(c) for c in choices}  # case never hides a match: Gru finds GRU
+    close = difflib.get_close_matches(str(word).lower(), by_lower, n=n, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(by_lower[c]) for c in close)}?)" if close else ''

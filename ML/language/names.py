@@ -1,0 +1,28 @@
+"""The built-in short names of the language, as dotted paths (strings only: nothing is imported until asked)."""
+
+SHORT_NAMES = {
+    # blocks
+    'Identity': 'torch.nn.Identity',
+    'MLP': 'ML.blocks.mlp.MLP',
+    'CNN': 'ML.blocks.cnn.CNN',
+    'ResNet18': 'ML.blocks.resnet.ResNet18',
+    'Transformer': 'ML.blocks.transformer.Transformer',
+    'ViT': 'ML.blocks.transformer.ViT',
+    # agents
+    'Classifier': 'ML.agents.classifier.Classifier',
+    'DQN': 'ML.agents.dqn.DQN',
+    # datasets
+    'Digits': 'ML.world.datasets.Digits',
+    'MNIST': 'torchvision.datasets.MNIST',
+    'FashionMNIST': 'torchvision.datasets.FashionMNIST',
+    'KMNIST': 'torchvision.datasets.KMNIST',
+    'CIFAR10': 'torchvision.datasets.CIFAR10',
+    'CIFAR100': 'torchvision.datasets.CIFAR100',
+    # optimizers
+    'Adam': 'torch.optim.Adam',
+    'AdamW': 'torch.optim.AdamW',
+    'SGD': 'torch.optim.SGD',
+}
+
+# Modules a dotted path or a code value may start from without importing them by full name (`nn.Linear`, `F.relu`).
+SCOPE_MODULES = {'torch': 'torch', 'nn': 'torch.nn', 'F': 'torch.nn.functional'}

@@ -1,0 +1,245 @@
+"""launch(): the sources merged, composed and checked, then world -> specs -> agent -> replay -> logger, handed to
+the loop. The only reader of the config: everything downstream gets plain arguments."""
+import random
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from ML import run
+from ML.errors import ConfigError, MLError
+from ML.language import build, compose
+from ML.records import checkpoints, provenance
+from ML.records.logger import Logger
+from ML.specs import Counters, Spec
+
+
+def launch(*overrides, **hyperparams):
+    """Trains with the language of the command line and returns the agent.
+
+        ML.launch('eyes.depth=5', task='classify', Model=my_model, Dataset='MNIST')
+
+    Positional strings are overrides (`key=value`); keywords are values or live objects (an instance is used as
+    it is, a class is built with its arguments). A script that calls launch also reads its own command line,
+    which wins over the code: `python Run.py Eyes=CNN`.
+    """
+    code, live = compose.from_code(hyperparams)
+    config = compose.compose(compose.merge([*overrides, *code], own_command_line()), Path.cwd())
+    return train(config, live)
+
+
+def own_command_line() -> list:
+    """The overrides on the command line of the user's own script (`python Run.py Eyes=CNN`); none when Python
+    runs an installed tool (pytest, a notebook kernel) or the ML command, which passes its own."""
+    main_file = getattr(sys.modules.get('__main__'), '__file__', None)
+    if not main_file or Path(sys.argv[0]).resolve() != Path(main_file).resolve():
+        return []
+    installed = {Path(p).resolve() for p in (sys.prefix, sys.exec_prefix, sys.base_prefix)}
+    if any(parent in installed for parent in Path(main_file).resolve().parents):
+        return []
+    return [arg for arg in sys.argv[1:] if compose.OVERRIDE.match(arg) and '=' in arg and not arg.startswith('-')]
+
+
+def train(config: dict, live: dict = None):
+    """One run of a composed config: build everything, then hand it to the loop. Returns the agent."""
+    c = compose.live_objects(config, live or {})
+    cwd = Path.cwd()
+    device = _device(c['device'])
+    _seed(c['seed'])
+
+    # build: world -> specs -> agent -> replay (everything that can fail on bad input fails here, before any write)
+    world = make_world(c, cwd, device)
+    specs = {'obs_spec': world.obs_spec,
+             'label_spec' if not world.online else 'action_spec': world.label_spec if not world.online
+             else world.action_spec}
+    agent = make_agent(c, specs, cwd, device)
+    replay = world.replay if not world.online else make_replay(c, world, device)
+
+    name = type(agent).__name__
+    folder = cwd / 'Benchmarking' / c['experiment'] / name / world.suite / f'{_safe(world.name)}_{c["seed"]}'
+    checkpoint_path = cwd / 'Checkpoints' / c['experiment'] / name / world.suite / f'{_safe(world.name)}_{c["seed"]}.pt'
+    counters = Counters()
+    if c['load']:
+        path = checkpoints.find(c['load'], checkpoint_path, cwd / 'Checkpoints')
+        state = checkpoints.read(path)
+        checkpoints.restore(agent, state, path)
+        counters = Counters(**state['counters'])
+    else:
+        _archive(folder)
+
+    # the run's folder: config.yaml with provenance, a status, and the logs
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = {**config, 'provenance': {'seed': c['seed'], 'specs': _plain_specs(specs), 'versions': provenance.versions(),
+                                      'git': provenance.git_state(cwd)}}
+    (folder / 'config.yaml').write_text(yaml.safe_dump(saved, sort_keys=False))
+    (folder / 'status').write_text('running\n')
+    unit = 'step' if c['train_steps'] is not None or c['train_frames'] is None else 'frame'
+    logger = Logger(folder, total=c['train_steps'] if unit == 'step' else c['train_frames'], unit=unit,
+                    progress=c['progress'])
+
+    def checkpoint(counters):
+        checkpoints.save(checkpoint_path, agent, {**config, 'specs': _plain_specs(specs)}, counters)
+
+    started = time.perf_counter()
+    try:
+        evaluation = run.run(world, agent, replay, logger, counters,
+                             train_steps=c['train_steps'], train_frames=c['train_frames'],
+                             eval_per_steps=c['eval_per_steps'], log_per_steps=c['log_per_steps'],
+                             save_per_steps=c['save_per_steps'], learn_after=c['learn_after'],
+                             learn_per_steps=c['learn_per_steps'], checkpoint=checkpoint if c['save'] else None)
+    except BaseException as error:
+        logger.close()
+        (folder / 'status').write_text('crashed\n')
+        import traceback
+        (folder / 'crash.txt').write_text(f'{type(error).__name__}: {error}\n\n{traceback.format_exc()}')
+        raise
+    finally:
+        if hasattr(world, 'close'):
+            world.close()
+    logger.close()
+    (folder / 'status').write_text('completed\n')
+    scores = ', '.join(f'{key} {_score(key, value)}' for key, value in evaluation.items())
+    saved_to = f', checkpoint {checkpoint_path.relative_to(cwd)}' if c['save'] else ''
+    print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
+          f'test {scores}; logs {folder.relative_to(cwd)}{saved_to}')
+    return agent
+
+
+def _score(key, value) -> str:
+    return f'{value:.2%}' if key == 'accuracy' else f'{value:.4g}' if isinstance(value, float) else str(value)
+
+
+def _safe(name: str) -> str:
+    return str(name).replace('/', '_').replace(' ', '_')
+
+
+def _plain_specs(specs: dict) -> dict:
+    return {key: {**asdict(spec), 'shape': list(spec.shape), 'dtype': str(spec.dtype).replace('torch.', '')}
+            for key, spec in specs.items()}
+
+
+def _archive(folder: Path):
+    """A fresh run never writes over an earlier run's logs: they move aside to <folder>~<time>."""
+    if folder.is_dir() and any(folder.iterdir()):
+        folder.rename(folder.with_name(f'{folder.name}~{time.strftime("%Y%m%d-%H%M%S")}'))
+
+
+def _device(device: str) -> str:
+    if device == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    try:
+        torch.device(device)
+    except RuntimeError as error:
+        raise ConfigError(f'device={device}: not a device (auto, cpu, cuda, cuda:1, ...)') from error
+    return device
+
+
+def _seed(seed: int):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _name(value) -> str:
+    if isinstance(value, str):
+        return value.rsplit('.', 1)[-1] if '(' not in value else value
+    return getattr(value, '__name__', type(value).__name__)
+
+
+def _check_twins_used(c: dict):
+    """Arguments for something that is not built are never silently ignored."""
+    for key in ('Eyes', 'Scheduler', 'Agent', 'Dataset', 'Env'):
+        if c[key] is None and c[key.lower()]:
+            raise ConfigError(f'{key.lower()}.{next(iter(c[key.lower()]))}: {key} is null, so nothing takes it; '
+                              f'set {key}=... too')
+
+
+# ---- the builders ---------------------------------------------------------------------------------------------
+
+def make_world(c: dict, cwd: Path, device: str):
+    _check_twins_used(c)
+    if c['Env'] is not None and c['Dataset'] is not None:
+        raise ConfigError(f'Env={_name(c["Env"])} and Dataset={_name(c["Dataset"])}: give one; '
+                          f'for reinforcement learning use task=RL Env=...')
+    if c['Env'] is not None:
+        return make_env(c, cwd, device)
+    if c['Dataset'] is None:
+        raise ConfigError('Dataset and Env are both null: give Dataset=... (e.g. Digits) or task=RL Env=...')
+    return make_dataset(c, cwd, device)
+
+
+def make_env(c: dict, cwd: Path, device: str):
+    import gymnasium
+    from ML.world.gym import GymWorld
+    env = c['Env']
+    if isinstance(env, str) and env not in gymnasium.registry and not env.rsplit('-v', 1)[-1].isdigit():
+        env = build.resolve(env, 'Env', cwd)  # a user's environment class by path
+    return GymWorld(env, num_envs=c['num_envs'], eval_episodes=c['eval_episodes'], seed=c['seed'], device=device,
+                    **c['env'])
+
+
+def make_dataset(c: dict, cwd: Path, device: str):
+    from ML.world.datasets import DatasetWorld, split
+    value = c['Dataset']
+    target = build.resolve(value, 'Dataset', cwd) if isinstance(value, str) else value
+    fill = {'root': str(cwd / 'Datasets'), 'download': True}
+    try:
+        if build._is_built(target) and 'train' in (build._parameters(target) or {}):
+            train, test = (build.build('Dataset', target, c['dataset'], cwd=cwd, fill={**fill, 'train': flag})
+                           for flag in (True, False))
+        else:
+            train, test = split(build.build('Dataset', target, c['dataset'], cwd=cwd, fill=fill),
+                                c['test_split'], c['seed'])
+    except (OSError, RuntimeError) as error:
+        raise MLError(f'Dataset={_name(value)}: could not load it ({str(error).strip().splitlines()[0]})') from error
+    return DatasetWorld(train, test, name=_name(value), batch_size=c['batch_size'], device=device, seed=c['seed'])
+
+
+def make_agent(c: dict, specs: dict, cwd: Path, device: str):
+    """Eyes -> Model sized to the data, the optimizer, then the agent that holds them."""
+    obs_spec = specs['obs_spec']
+    out_spec = specs.get('label_spec') or specs.get('action_spec')
+    eyes = build.build('Eyes', c['Eyes'] if c['Eyes'] is not None else 'Identity', c['eyes'], cwd=cwd,
+                       in_shape=obs_spec.shape)
+    features = build.output_shape('Eyes', eyes, obs_spec.shape)
+    model = build.build('Model', c['Model'], c['model'], cwd=cwd, in_shape=features, out_shape=out_spec.head_shape)
+    produced = build.output_shape('Model', model, features)
+    if produced != tuple(out_spec.head_shape):
+        what = f'{out_spec.n} classes or actions' if out_spec.discrete else 'the targets'
+        raise ConfigError(f'Model={_name(c["Model"])}: outputs shape {produced} from input {features}; '
+                          f'expected {tuple(out_spec.head_shape)} ({what})')
+    optim = build.build('Optim', c['Optim'], c['optim'], cwd=cwd, partial=True)
+    scheduler = build.build('Scheduler', c['Scheduler'], c['scheduler'], cwd=cwd, partial=True) \
+        if c['Scheduler'] is not None else None
+    agent_name = c['Agent'] or ('Classifier' if 'label_spec' in specs else 'DQN')
+    agent = build.build('Agent', agent_name, c['agent'], cwd=cwd, fill={
+        'eyes': eyes.to(device), 'model': model.to(device), 'optim': optim, 'scheduler': scheduler, **specs})
+    return agent.to(device)
+
+
+def make_replay(c: dict, world, device: str):
+    from ML.world.replay import Replay
+    return Replay(world.obs_spec, world.action_spec, capacity=c['replay']['capacity'], batch_size=c['batch_size'],
+                  nstep=c['replay']['nstep'], gamma=c['replay']['gamma'], device=device, seed=c['seed'])
+
+
+def load_agent(path_or_words, **hyperparams):
+    """The agent of a checkpoint, rebuilt from the config it holds (no data needed) and loaded.
+
+    `path_or_words`: a path.pt, or words its path under ./Checkpoints holds (`'MyExp MNIST'`). Objects that
+    were passed from code to the run are passed again here (`Model=my_model`)."""
+    cwd = Path.cwd()
+    path = checkpoints.find(path_or_words, cwd / 'Checkpoints' / 'none.pt', cwd / 'Checkpoints')
+    state = checkpoints.read(path)
+    code, live = compose.from_code(hyperparams)
+    config = {**state['config'], **{compose._key(o): v for o, v in zip(code, hyperparams.values())}}
+    c = compose.live_objects(config, live)
+    specs = {key: Spec(**{**spec, 'shape': tuple(spec['shape']), 'dtype': getattr(torch, spec['dtype'])})
+             for key, spec in c.pop('specs').items()}
+    agent = make_agent(c, specs, cwd, _device(c['device']))
+    checkpoints.restore(agent, state, path)
+    return agent

@@ -1,0 +1,72 @@
+"""CSV logs (train.csv, eval.csv) and the progress bar.
+
+Columns: step, frame, episode, epoch (the Counters), time (seconds since the run started), then the metrics:
+train.csv has what the agent's learn() returned (e.g. loss) and, online, the mean `return` of the episodes
+finished since the last row; eval.csv has the evaluation's (accuracy, mse, or return).
+"""
+import csv
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+class CSV:
+    """Rows appended to a CSV file, the header from the first row (or from the file a resumed run continues)."""
+
+    def __init__(self, path: Path):
+        self.path, self.columns = path, None
+        if path.exists():
+            with path.open() as file:
+                self.columns = next(csv.reader(file), None)
+
+    def write(self, row: dict):
+        new = self.columns is None
+        if new:
+            self.columns = list(row)
+        with self.path.open('a', newline='') as file:
+            writer = csv.DictWriter(file, self.columns, extrasaction='ignore')
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def _plain(value):
+    return round(float(value), 6) if hasattr(value, 'item') or isinstance(value, float) else value
+
+
+class Logger:
+    def __init__(self, folder: Path, total: int, unit: str = 'step', progress: bool = True):
+        self.train_csv, self.eval_csv = CSV(folder / 'train.csv'), CSV(folder / 'eval.csv')
+        self.total, self.unit, self.show = total, unit, progress
+        self.bar, self.start_time, self.time_offset = None, None, 0.0
+
+    def start(self, counters):
+        self.start_time = time.perf_counter()
+        if self.show:
+            self.bar = tqdm(total=self.total, initial=getattr(counters, self.unit), unit=self.unit,
+                            dynamic_ncols=True, leave=False)
+
+    def _row(self, counters, metrics: dict) -> dict:
+        elapsed = time.perf_counter() - self.start_time
+        return {**asdict(counters), 'time': round(elapsed, 3), **{k: _plain(v) for k, v in metrics.items()}}
+
+    def progress(self, counters):
+        if self.bar is not None:
+            self.bar.update(getattr(counters, self.unit) - self.bar.n)
+
+    def train(self, counters, metrics: dict, episode_returns: list):
+        if episode_returns:
+            metrics = {**metrics, 'return': sum(episode_returns) / len(episode_returns)}
+        if metrics:
+            self.train_csv.write(self._row(counters, metrics))
+
+    def eval(self, counters, metrics: dict):
+        self.eval_csv.write(self._row(counters, metrics))
+        if self.bar is not None:
+            self.bar.set_postfix({k: f'{_plain(v):.4g}' for k, v in metrics.items()}, refresh=False)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,45 @@
+"""The typed values the rooms exchange: what the data looks like, what a batch holds, and the run's counters."""
+from dataclasses import dataclass
+from typing import NamedTuple, Optional
+
+import torch
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The shape of one observation, label or action (no batch dimension)."""
+    shape: tuple = ()
+    dtype: torch.dtype = torch.float32
+    discrete: bool = False
+    low: Optional[float] = None   # discrete: the first class or action; continuous: the lower bound, if any
+    high: Optional[float] = None  # discrete: the last class or action; continuous: the upper bound, if any
+
+    @property
+    def n(self) -> int:
+        """How many classes or actions a discrete spec has."""
+        assert self.discrete, 'only a discrete spec counts its values'
+        return int(self.high - self.low + 1)
+
+    @property
+    def head_shape(self) -> tuple:
+        """What a network's output must look like to predict this: one score per class, or the value itself."""
+        return (self.n,) if self.discrete else tuple(self.shape)
+
+
+class Batch(NamedTuple):
+    """What the replay hands an agent to learn from; fields a task has no use for stay None."""
+    obs: torch.Tensor
+    action: Optional[torch.Tensor] = None
+    reward: Optional[torch.Tensor] = None
+    discount: Optional[torch.Tensor] = None  # gamma ** n, and 0 where the episode terminated within the n steps
+    next_obs: Optional[torch.Tensor] = None
+    label: Optional[torch.Tensor] = None
+
+
+@dataclass
+class Counters:
+    """Where the run is. Only the loop (ML/run.py) changes these; everyone else gets them to read."""
+    step: int = 0     # learning updates
+    frame: int = 0    # samples seen: environment frames online, data points offline
+    episode: int = 0  # episodes finished online; full passes over the data offline
+    epoch: int = 0    # full passes over the data (offline only)

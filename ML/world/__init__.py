@@ -1,0 +1,1 @@
+"""Where experience comes from: datasets, environments, and the replay that serves them to the agent."""

@@ -1,0 +1,27 @@
+from setuptools import find_packages, setup
+
+setup(
+    name='ML',
+    version='0.1.0',
+    description='A hyperparameter engine and trainer for PyTorch: one language, one loop.',
+    long_description=open('README.md').read() if __import__('os').path.exists('README.md') else '',
+    long_description_content_type='text/markdown',
+    python_requires='>=3.10',
+    packages=find_packages(include=['ML', 'ML.*']) + ['ML.Hyperparams'],
+    package_dir={'ML.Hyperparams': 'Hyperparams'},  # the recipes live at the top of the repository, shipped inside ML
+    package_data={'ML.Hyperparams': ['*.yaml', 'task/*.yaml', 'task/**/*.yaml']},
+    install_requires=[
+        'torch>=2.1',
+        'torchvision>=0.16',
+        'numpy>=1.24',
+        'hydra-core>=1.3,<1.4',  # ML drives Hydra's internal multirun API, which 1.4 may change
+        'omegaconf>=2.3,<2.4',
+        'gymnasium>=1.0',
+        'scikit-learn>=1.2',     # ships the 8x8 digits the default task trains on, with no network
+        'matplotlib>=3.7',
+        'tqdm>=4.60',
+        'pyyaml>=6',
+    ],
+    extras_require={'test': ['pytest>=7']},
+    entry_points={'console_scripts': ['ML=ML.cli:main']},
+)
