@@ -10,13 +10,13 @@ from ML.errors import MLError
 
 def launch(*overrides, **hyperparams):
     """Train with the language of the command line; returns the trained agent. See ML.launch.launch."""
-    from ML.launch import launch as _launch
+    from ML.launcher import launch as _launch
     return _launch(*overrides, **hyperparams)
 
 
 def load_agent(path_or_words, **hyperparams):
     """The agent of a checkpoint (a path.pt, or words naming one), rebuilt from its config and loaded."""
-    from ML.launch import load_agent as _load_agent
+    from ML.launcher import load_agent as _load_agent
     return _load_agent(path_or_words, **hyperparams)
 
 

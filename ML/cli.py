@@ -34,7 +34,7 @@ def main(argv=None):
             from ML.sweep import sweep
             sweep(overrides)
         else:
-            from ML.launch import launch
+            from ML.launcher import launch
             launch(*overrides)
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':

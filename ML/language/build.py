@@ -67,7 +67,7 @@ def _sequential(key, values, args, cwd, in_shape, out_shape, fill):
         element = _call(f'{key}.{i}', value, target, {**routed, **indexed.get(str(i), {})},
                         in_shape, out_shape if last else None, fill, partial=False)
         elements.append(element)
-        if not last and in_shape is not None:
+        if in_shape is not None:  # each element checked on its own, so a mismatch names the element
             in_shape = output_shape(f'{key}.{i}', element, in_shape)
     for name in shared.keys() - taken:
         raise ConfigError(f'{key.lower()}.{name}: no element of {key}={list(values)} takes {name!r}')
@@ -110,14 +110,22 @@ def _call(key, value, target, args, in_shape, out_shape, fill, partial):
                               f'{did_you_mean(arg, parameters)}')
     supplied = {**infer_shapes(parameters, in_shape, out_shape),
                 **{k: v for k, v in fill.items() if k in parameters}, **args}  # the user's value wins
-    if partial:
-        return functools.partial(target, **supplied)
-    missing = [p.name for p in parameters.values() if p.default is p.empty and p.name not in supplied
-               and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    required = [p.name for p in parameters.values()
+                if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    missing = [name for name in required[1 if partial else 0:] if name not in supplied]  # a partial's first
+    # argument (an optimizer's parameters, a scheduler's optimizer) comes later, from the agent
     if missing:
         raise ConfigError(f'{key}={value if isinstance(value, str) else name}: needs {missing[0]!r}; '
                           f'give {key.lower()}.{missing[0]}=...')
-    return target(**supplied)
+    if partial:
+        return functools.partial(target, **supplied)
+    try:
+        return target(**supplied)
+    except TypeError as error:  # a signature that hides its arguments (*args, **kwargs) tells only when called
+        if 'argument' not in str(error):
+            raise
+        raise ConfigError(f'{key}={value if isinstance(value, str) else name}: {error}; '
+                          f'give them as {key.lower()}.<name>=...') from error
 
 
 def output_shape(key: str, module, in_shape) -> tuple:

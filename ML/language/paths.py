@@ -71,24 +71,23 @@ def _attribute(module, attributes: str, key: str, name: str, tried: list):
 
 def import_file(path: Path, module_name: str):
     """Imports a user's file under its own dotted name, unless that name is taken by another module (a user's
-    `ML.py` or `Run.py` must never replace the package's own modules), in which case it gets a private name."""
+    `ML.py` or `Run.py` must never replace the package's own modules), in which case it is named by its path."""
     path = path.resolve()
-    module = sys.modules.get(module_name)
-    if module is not None:
+    for name in (module_name, f'{module_name}@{path}'):
+        module = sys.modules.get(name)
+        if module is None:
+            break
         if Path(getattr(module, '__file__', '') or '').resolve() == path:
             return module
-        module_name = f'_ML_user_.{module_name}'
-        if module_name in sys.modules:
-            return sys.modules[module_name]
     if str(path.parent) not in sys.path:
         sys.path.append(str(path.parent))  # appended, never first, so the user's files can import their neighbours
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        del sys.modules[module_name]
+        del sys.modules[name]
         raise
     return module
 

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from ML import run
-from ML.errors import ConfigError, MLError
+from ML.errors import ConfigError, MLError, ShapeError
 from ML.language import build, compose
 from ML.records import checkpoints, provenance
 from ML.records.logger import Logger
@@ -23,13 +23,18 @@ def launch(*overrides, **hyperparams):
 
         ML.launch('eyes.depth=5', task='classify', Model=my_model, Dataset='MNIST')
 
-    Positional strings are overrides (`key=value`); keywords are values or live objects (an instance is used as
+    Positional strings are overrides (`key=value`, or '-m' for a sweep, which returns every member's agent);
+    keywords are values or live objects (an instance is used as
     it is, a class is built with its arguments). A script that calls launch also reads its own command line,
     which wins over the code: `python Run.py Eyes=CNN`.
     """
     code, live = compose.from_code(hyperparams)
-    config = compose.compose(compose.merge([*overrides, *code], own_command_line()), Path.cwd())
-    return train(config, live)
+    command_line = own_command_line()
+    merged = compose.merge([*overrides, *code], [arg for arg in command_line if arg != '-m'])
+    if '-m' in overrides or '-m' in command_line:
+        from ML.sweep import sweep
+        return sweep([o for o in merged if o != '-m'], live)
+    return train(compose.compose(merged, Path.cwd()), live)
 
 
 def own_command_line() -> list:
@@ -41,7 +46,7 @@ def own_command_line() -> list:
     installed = {Path(p).resolve() for p in (sys.prefix, sys.exec_prefix, sys.base_prefix)}
     if any(parent in installed for parent in Path(main_file).resolve().parents):
         return []
-    return [arg for arg in sys.argv[1:] if compose.OVERRIDE.match(arg) and '=' in arg and not arg.startswith('-')]
+    return [arg for arg in sys.argv[1:] if arg == '-m' or ('=' in arg and not arg.startswith('-'))]
 
 
 def train(config: dict, live: dict = None):
@@ -125,7 +130,10 @@ def _plain_specs(specs: dict) -> dict:
 def _archive(folder: Path):
     """A fresh run never writes over an earlier run's logs: they move aside to <folder>~<time>."""
     if folder.is_dir() and any(folder.iterdir()):
-        folder.rename(folder.with_name(f'{folder.name}~{time.strftime("%Y%m%d-%H%M%S")}'))
+        stamp, n = time.strftime('%Y%m%d-%H%M%S'), 0
+        while (aside := folder.with_name(f'{folder.name}~{stamp}' + (f'-{n}' if n else ''))).exists():
+            n += 1
+        folder.rename(aside)
 
 
 def _device(device: str) -> str:
@@ -148,6 +156,13 @@ def _name(value) -> str:
     if isinstance(value, str):
         return value.rsplit('.', 1)[-1] if '(' not in value else value
     return getattr(value, '__name__', type(value).__name__)
+
+
+def _label(value) -> str:
+    """A value as the user wrote it, for messages."""
+    if isinstance(value, (list, tuple)):
+        return f"[{','.join(_label(v) for v in value)}]"
+    return value if isinstance(value, str) else _name(value)
 
 
 def _check_twins_used(c: dict):
@@ -207,11 +222,12 @@ def make_agent(c: dict, specs: dict, cwd: Path, device: str):
                        in_shape=obs_spec.shape)
     features = build.output_shape('Eyes', eyes, obs_spec.shape)
     model = build.build('Model', c['Model'], c['model'], cwd=cwd, in_shape=features, out_shape=out_spec.head_shape)
-    produced = build.output_shape('Model', model, features)
-    if produced != tuple(out_spec.head_shape):
+    produced, expected = build.output_shape('Model', model, features), tuple(out_spec.head_shape)
+    if produced != expected:
         what = f'{out_spec.n} classes or actions' if out_spec.discrete else 'the targets'
-        raise ConfigError(f'Model={_name(c["Model"])}: outputs shape {produced} from input {features}; '
-                          f'expected {tuple(out_spec.head_shape)} ({what})')
+        hint = '; flatten first: Model=[nn.Flatten(),...]' if len(produced) > len(expected) else ''
+        raise ShapeError(f'Model={_label(c["Model"])}: outputs shape {produced} from input {features}; '
+                         f'expected {expected} ({what}){hint}')
     optim = build.build('Optim', c['Optim'], c['optim'], cwd=cwd, partial=True)
     scheduler = build.build('Scheduler', c['Scheduler'], c['scheduler'], cwd=cwd, partial=True) \
         if c['Scheduler'] is not None else None
@@ -231,13 +247,11 @@ def load_agent(path_or_words, **hyperparams):
     """The agent of a checkpoint, rebuilt from the config it holds (no data needed) and loaded.
 
     `path_or_words`: a path.pt, or words its path under ./Checkpoints holds (`'MyExp MNIST'`). Objects that
-    were passed from code to the run are passed again here (`Model=my_model`)."""
+    were passed from code to the run are passed again here, by the same key (`Model=my_model`)."""
     cwd = Path.cwd()
     path = checkpoints.find(path_or_words, cwd / 'Checkpoints' / 'none.pt', cwd / 'Checkpoints')
     state = checkpoints.read(path)
-    code, live = compose.from_code(hyperparams)
-    config = {**state['config'], **{compose._key(o): v for o, v in zip(code, hyperparams.values())}}
-    c = compose.live_objects(config, live)
+    c = compose.live_objects({**state['config'], **hyperparams}, {})
     specs = {key: Spec(**{**spec, 'shape': tuple(spec['shape']), 'dtype': getattr(torch, spec['dtype'])})
              for key, spec in c.pop('specs').items()}
     agent = make_agent(c, specs, cwd, _device(c['device']))

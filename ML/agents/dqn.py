@@ -1,0 +1,86 @@
+"""Deep Q-learning (Mnih et al. 2015, "Human-level control through deep reinforcement learning") with double Q
+(van Hasselt et al. 2016), a Huber loss and gradient clipping; its loss is written out in learn().
+
+Defaults follow rl-baselines3-zoo's tuned CartPole-v1 DQN (hyperparams/dqn.yml: lr 2.3e-3, batch 64, 256x256
+MLP, final epsilon 0.04 reached after 8k frames, a target refreshed every few hundred updates), which learns on a
+CPU in a few thousand updates; cleanrl's dqn.py (lr 2.5e-4, target every 500 steps, 500k frames) is slower.
+"""
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DQN(nn.Module):
+    def __init__(self, eyes: nn.Module, model: nn.Module,
+                 optim,                        # optim(parameters) -> torch.optim.Optimizer, e.g. Adam with lr 1e-3
+                 action_spec,                  # a discrete Spec: the Q net outputs action_spec.n values
+                 scheduler=None,               # scheduler(optimizer) -> an LR scheduler stepped once per update
+                 target_tau=1.0,               # how far the target moves to the online net per refresh; 1 = a copy
+                 target_update_per_steps=250,  # loop steps between target refreshes
+                 epsilon_start=1.0,            # exploration: chance of a random action at frame 0 ...
+                 epsilon_end=0.04,             # ... falling linearly to this ...
+                 epsilon_frames=8_000,         # ... by this frame (counters.frame), then held
+                 double=True,                  # pick the next action with the online net, value it with the target
+                 max_grad_norm=10.0):          # clip the gradient's global L2 norm (cleanrl and SB3 use 10)
+        super().__init__()
+        assert action_spec.discrete, f'DQN picks among discrete actions; the action spec is {action_spec}'
+        self.num_actions = action_spec.n
+        self.q = nn.Sequential(eyes, model)  # (B, *obs) -> (B, num_actions)
+        self.target_q = copy.deepcopy(self.q).requires_grad_(False).eval()
+        self.optim = optim(self.q.parameters())
+        self.scheduler = scheduler(self.optim) if scheduler is not None else None
+        self.target_tau, self.target_update_per_steps = target_tau, target_update_per_steps
+        self.epsilon_start, self.epsilon_end, self.epsilon_frames = epsilon_start, epsilon_end, epsilon_frames
+        self.double, self.max_grad_norm = double, max_grad_norm
+
+    def epsilon(self, frame):
+        progress = min(frame / self.epsilon_frames, 1.0) if self.epsilon_frames > 0 else 1.0
+        return self.epsilon_start + progress * (self.epsilon_end - self.epsilon_start)
+
+    @torch.no_grad()
+    def act(self, obs, counters, greedy=False):
+        """(B, *obs) -> (B,) int64 actions: the argmax of Q, or with chance epsilon a uniformly random action."""
+        if self.q.training:  # act in eval mode (dropout off, batch norm frozen); learn() switches back
+            self.q.eval()
+        action = self.q(obs).argmax(dim=1)
+        if not greedy:
+            explore = torch.rand(action.shape, device=action.device) < self.epsilon(counters.frame)
+            random = torch.randint(self.num_actions, action.shape, device=action.device)
+            action = torch.where(explore, random, action)
+        return action
+
+    def learn(self, batch, counters):
+        """One gradient step on the TD error; the batch's reward and discount already hold the n-step return."""
+        if not self.q.training:
+            self.q.train()
+
+        # target: r + discount * Q_target(s', a'), with a' = argmax Q(s') under double Q, else argmax Q_target(s')
+        with torch.no_grad():
+            next_q = self.target_q(batch.next_obs)
+            chooser = self.q(batch.next_obs) if self.double else next_q
+            next_action = chooser.argmax(dim=1, keepdim=True)
+            target = batch.reward + batch.discount * next_q.gather(1, next_action).squeeze(1)
+
+        # the Huber loss keeps the gradient of large TD errors bounded (Mnih et al. 2015, "Methods")
+        q = self.q(batch.obs).gather(1, batch.action.long().view(-1, 1)).squeeze(1)
+        loss = F.smooth_l1_loss(q, target)
+
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.q.parameters(), self.max_grad_norm)
+        self.optim.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+        # refresh the target: target <- tau * online + (1 - tau) * target
+        if counters.step % self.target_update_per_steps == 0:
+            with torch.no_grad():
+                for online, target_param in zip(self.q.parameters(), self.target_q.parameters()):
+                    target_param.lerp_(online, self.target_tau)
+                for online, target_buffer in zip(self.q.buffers(), self.target_q.buffers()):
+                    target_buffer.copy_(online)  # running statistics (batch norm) are copied, not averaged
+
+        return {'loss': loss.item(), 'q': q.mean().item(), 'grad_norm': grad_norm.item(),
+                'epsilon': self.epsilon(counters.frame)}

@@ -1,0 +1,119 @@
+"""Gymnasium environments as a world the loop can step: a vector of training envs, and one env for evaluation."""
+from typing import NamedTuple
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from ML.errors import ConfigError, PathError, did_you_mean
+from ML.specs import Spec
+
+
+class Step(NamedTuple):
+    """One vector step of all envs: numpy arrays with a leading dim of num_envs."""
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    next_obs: np.ndarray
+    terminated: np.ndarray   # the episode ended for good: do not bootstrap from next_obs
+    truncated: np.ndarray    # cut by a time limit: next_obs is real, bootstrap from it
+    episode_returns: list    # undiscounted, unclipped returns of the episodes that finished on this step
+    valid: np.ndarray        # False on an env's reset step (see GymWorld.step): that row is not a transition
+
+
+class GymWorld:
+    """A registered gymnasium id ('CartPole-v1') or a class / callable that builds a gymnasium.Env."""
+    online = True
+    suite = 'gym'
+
+    def __init__(self, env, num_envs=1, eval_episodes=10, seed=1, device='cpu', **env_kwargs):
+        if isinstance(env, gymnasium.Env):
+            raise ConfigError(f'env={env!r} is an instance; give its id, class or a function that builds it '
+                              f'(the world builds num_envs={num_envs} copies and one more to evaluate)')
+        self.name = env if isinstance(env, str) else getattr(env, '__name__', type(env).__name__)
+        self.num_envs, self.eval_episodes, self.seed, self.device = num_envs, eval_episodes, seed, device
+
+        def make():
+            if not isinstance(env, str):
+                return env(**env_kwargs)
+            try:
+                return gymnasium.make(env, **env_kwargs)
+            except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as e:
+                raise PathError(f'Env={env!r} is not a registered gymnasium id'
+                                f'{did_you_mean(env, gymnasium.registry)}') from e
+
+        self.eval_env = make()
+        if not isinstance(self.eval_env, gymnasium.Env):
+            raise ConfigError(f'env={self.name!r} built a {type(self.eval_env).__name__}, not a gymnasium.Env')
+        # Gymnasium >= 1.0 resets an ended sub-env on the *next* call to step (NEXT_STEP, the default): that call
+        # ignores the action and returns the new episode's first observation with reward 0, so the row pairs the
+        # old episode's last obs with the new one's first and is not a transition (step marks it invalid).
+        # https://farama.org/Vector-Autoreset-Mode, https://gymnasium.farama.org/main/api/vector/autoreset/
+        self.envs = SyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
+
+        self.obs_spec, self._obs_dtype = _obs_spec(self.envs.single_observation_space)
+        self.action_spec, self._action_start = _action_spec(self.envs.single_action_space)
+        self._obs, _ = self.envs.reset(seed=seed)  # sub-env i gets seed + i
+        self._resetting = np.zeros(num_envs, bool)  # which envs' next step is a reset step
+        self._returns = np.zeros(num_envs)           # return so far of each env's running episode
+
+    def _tensor(self, obs):
+        return torch.as_tensor(np.asarray(obs, self._obs_dtype), device=self.device)
+
+    def step(self, agent, counters):
+        """Act with the exploring policy in every env and return what happened."""
+        action = agent.act(self._tensor(self._obs), counters).cpu().numpy()
+        next_obs, reward, terminated, truncated, _ = self.envs.step(action + self._action_start)
+        valid = ~self._resetting
+        self._returns += reward  # a reset step's reward is 0
+        ended = terminated | truncated
+        step = Step(self._obs, action, reward, next_obs, terminated, truncated,
+                    episode_returns=self._returns[ended].tolist(), valid=valid)
+        self._returns[ended] = 0
+        self._obs, self._resetting = next_obs, ended
+        return step
+
+    def evaluate(self, agent, counters):
+        """Run eval_episodes separate episodes with the greedy policy on the eval env."""
+        returns = []
+        # the same seed every evaluation, so successive evaluations face the same start states; seed + num_envs
+        # keeps them apart from the training envs' seeds
+        obs, _ = self.eval_env.reset(seed=self.seed + self.num_envs)
+        for _ in range(self.eval_episodes):
+            total, done = 0.0, False
+            while not done:
+                action = agent.act(self._tensor(obs[None]), counters, greedy=True)[0].cpu().numpy()
+                obs, reward, terminated, truncated, _ = self.eval_env.step(action + self._action_start)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+            obs, _ = self.eval_env.reset()
+        return {'return': float(np.mean(returns)), 'return_std': float(np.std(returns)), 'episodes': len(returns)}
+
+    def close(self):
+        self.envs.close()
+        self.eval_env.close()
+
+
+def _obs_spec(space):
+    """The spec of one observation, and the numpy dtype observations are handed over in."""
+    if not isinstance(space, gymnasium.spaces.Box):
+        raise ConfigError(f'observation space {space} is not supported; the world reads Box observations')
+    # networks run in float32, and hand-written envs often declare float64 Boxes: cast those once, here
+    dtype = np.float32 if np.issubdtype(space.dtype, np.floating) else space.dtype
+    return Spec(tuple(space.shape), torch.from_numpy(np.empty(0, dtype)).dtype), dtype
+
+
+def _action_spec(space):
+    """The spec the agent acts in, and the offset the env expects: a Discrete(n, start) agent picks 0..n-1."""
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return Spec((), torch.int64, discrete=True, low=0, high=int(space.n) - 1), int(space.start)
+    if isinstance(space, gymnasium.spaces.Box):
+        low, high = np.unique(space.low), np.unique(space.high)
+        if len(low) > 1 or len(high) > 1:
+            raise ConfigError(f'action bounds {space.low}..{space.high} differ per dimension; wrap the env in '
+                              'gymnasium.wrappers.RescaleAction(env, -1, 1)')
+        bound = lambda b: float(b[0]) if np.isfinite(b[0]) else None
+        return Spec(tuple(space.shape), torch.float32, low=bound(low), high=bound(high)), 0
+    raise ConfigError(f'action space {space} is not supported; the world acts in Discrete or Box spaces')

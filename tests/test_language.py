@@ -1,0 +1,172 @@
+"""The language: overrides made ready for Hydra, name resolution, argument routing and shape inference."""
+import pytest
+import torch
+from torch import nn
+
+from ML.errors import ConfigError, PathError, ShapeError
+from ML.language import build, compose, paths
+from ML.language.build import infer_shapes
+
+
+@pytest.mark.parametrize('given, ready', [
+    pytest.param('Model=nn.Flatten()', "Model='nn.Flatten()'", id='code-value'),
+    pytest.param('Model=[CNN,nn.Flatten(),nn.Linear]', "Model=[CNN,'nn.Flatten()',nn.Linear]", id='code-in-list'),
+    pytest.param('Model=nn.Flatten(),nn.Identity()', "Model='nn.Flatten()','nn.Identity()'", id='code-sweep'),
+    pytest.param('Model=choice(nn.Flatten(),CNN)', "Model=choice('nn.Flatten()',CNN)", id='code-in-hydra-function'),
+    pytest.param('lr=range(1,3)', 'lr=range(1,3)', id='hydra-function-untouched'),
+    pytest.param('+eyes.1.depth=5', '++eyes.1.depth=5', id='plus-becomes-plusplus'),
+    pytest.param('eyes.depth=5', '++eyes.depth=5', id='twin-needs-no-plus'),
+    pytest.param('lr=0.1', 'lr=0.1', id='plain'),
+    pytest.param('Model=Run.model', 'Model=Run.model', id='dotted-path'),
+    pytest.param('~lr', '~lr', id='delete'),
+])
+def test_overrides_are_made_ready_for_hydras_parser(given, ready):
+    assert compose.normalize(given, {'eyes', 'model'}) == ready
+
+
+def test_hydra_parses_every_prepared_code_value():
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    parsed = OverridesParser.create().parse_overrides(
+        [compose.normalize('Model=[CNN,nn.Flatten(),nn.Linear(4,2)]', set())])
+    assert parsed[0].value() == ['CNN', 'nn.Flatten()', 'nn.Linear(4,2)']
+
+
+def test_code_keywords_become_overrides_and_live_objects():
+    net = nn.Linear(2, 2)
+    overrides, live = compose.from_code({'lr': 0.5, 'Dataset': 'MNIST', 'save': False, 'load': None,
+                                         'Model': net, 'eyes': {'depth': 3}, 'Eyes': ['CNN', nn.ReLU]})
+    assert overrides[:5] == ['lr=0.5', 'Dataset=MNIST', 'save=false', 'load=null', 'Model=live:Model']
+    assert 'eyes.depth=3' in overrides and 'Eyes=[CNN,live:Eyes.1]' in overrides
+    assert live == {'live:Model': net, 'live:Eyes.1': nn.ReLU}
+
+
+def test_the_command_line_wins_over_code():
+    assert compose.merge(['lr=0.5', 'seed=3'], ['lr=0.1']) == ['seed=3', 'lr=0.1']
+
+
+def test_priority_command_line_over_code_over_recipe_over_defaults(user_dir):
+    config = compose.compose(compose.merge(['task=recipe', 'lr=0.5', 'batch_size=7'], ['batch_size=8']), user_dir)
+    assert config['Eyes'] == 'CNN'          # recipe over defaults
+    assert config['lr'] == 0.5              # code over recipe
+    assert config['batch_size'] == 8        # command line over code
+    assert config['optim']['lr'] == 0.5     # optim.lr follows lr
+    assert config['train_steps'] == 1000    # defaults
+
+
+def test_a_users_recipe_wins_over_the_builtin_one_of_the_same_name(user_dir):
+    (user_dir / 'classify.yaml').write_text('imports: [self]\nlr: 0.25\nDataset: Digits\nAgent: Classifier\n')
+    assert compose.compose([], user_dir)['lr'] == 0.25
+    (user_dir / 'classify.yaml').unlink()
+    assert compose.compose([], user_dir)['lr'] == 1e-3
+
+
+def test_hydra_defaults_with_self_work_in_a_users_recipe(user_dir):
+    (user_dir / 'hydra_style.yaml').write_text('defaults:\n  - /task/classify\n  - _self_\nbatch_size: 9\n')
+    config = compose.compose(['task=hydra_style'], user_dir)
+    assert (config['batch_size'], config['Dataset']) == (9, 'Digits')
+
+
+def test_indexed_twin_arguments_reach_the_list(user_dir):
+    config = compose.compose(['Eyes=[CNN,Transformer]', '+eyes.1.depth=5', 'eyes.channels=4'], user_dir)
+    assert config['Eyes'] == ['CNN', 'Transformer']
+    assert config['eyes'] == {'1': {'depth': 5}, 'channels': 4}
+
+
+@pytest.mark.parametrize('name, expected', [
+    ('nn.Linear', nn.Linear), ('torch.nn.GRU', nn.GRU), ('F.relu', torch.nn.functional.relu),
+    ('torch.optim.SGD', torch.optim.SGD)])
+def test_importable_and_scoped_paths_resolve(name, expected, user_dir):
+    assert paths.resolve(name, 'Model', user_dir) is expected
+
+
+def test_paths_into_the_users_directory_resolve(user_dir):
+    assert type(paths.resolve('Run.model', 'Model', user_dir)).__name__ == 'Model'
+    assert paths.resolve('Run.Model', 'Model', user_dir).__name__ == 'Model'
+    assert paths.resolve('./Run.py.Model', 'Model', user_dir).__name__ == 'Model'
+    assert paths.resolve('pkg.Nets.Tiny', 'Model', user_dir).__name__ == 'Tiny'
+    assert isinstance(paths.resolve('nn.Flatten()', 'Model', user_dir), nn.Flatten)
+    assert isinstance(paths.resolve('Run.Model((4,), (2,))', 'Model', user_dir), nn.Module)
+
+
+def test_an_unresolvable_path_names_each_place_tried_and_the_closest_names(user_dir):
+    with pytest.raises(PathError, match=r"Model=Run\.modle: not found; tried \./Run\.py has no 'modle' "
+                                        r"\(did you mean 'model'\?\)"):
+        paths.resolve('Run.modle', 'Model', user_dir)
+    with pytest.raises(PathError, match=r"torch\.nn has no 'Gru' \(did you mean 'GRU'"):
+        paths.resolve('torch.nn.Gru', 'Model', user_dir)
+    with pytest.raises(PathError, match=r"tried \./Nope\.py \(no such file\); importable modules \(no module 'Nope'\)"):
+        paths.resolve('Nope.Model', 'Model', user_dir)
+
+
+def test_a_code_value_that_does_not_parse_says_where(user_dir):
+    with pytest.raises(ConfigError, match=r"Model=nn\.Flatten\(: code value does not parse"):
+        paths.resolve('nn.Flatten(', 'Model', user_dir)
+
+
+def test_shape_inference_fills_the_eight_names():
+    names = ('in_shape', 'out_shape', 'in_features', 'out_features', 'in_channels', 'out_channels', 'in_dim', 'out_dim')
+    assert infer_shapes(names, in_shape=(3, 8, 8), out_shape=(10,)) == dict(
+        in_shape=(3, 8, 8), out_shape=(10,), in_features=8, out_features=10, in_channels=3, out_channels=10,
+        in_dim=8, out_dim=10)
+    assert infer_shapes(('in_features', 'hidden'), in_shape=(64,)) == {'in_features': 64}
+
+
+def test_a_sequential_infers_each_elements_input_from_the_previous_output(user_dir):
+    model = build.build('Model', ['CNN', 'nn.Flatten()', 'nn.Linear'], {'0': {'depth': 1}}, cwd=user_dir,
+                        in_shape=(1, 8, 8), out_shape=(10,))
+    assert isinstance(model, nn.Sequential) and model[2].out_features == 10
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_a_value_the_user_gives_wins_over_inference(user_dir):
+    model = build.build('Model', 'nn.Linear', {'out_features': 3}, cwd=user_dir, in_shape=(5,), out_shape=(10,))
+    assert (model.in_features, model.out_features) == (5, 3)
+
+
+def test_unindexed_arguments_go_to_every_element_that_takes_them(user_dir):
+    eyes = build.build('Eyes', ['CNN', 'CNN'], {'channels': 4}, cwd=user_dir, in_shape=(1, 8, 8))
+    assert all(block(torch.zeros(1, 1, 8, 8) if i == 0 else torch.zeros(1, 4, 8, 8)).shape[1] == 4
+               for i, block in enumerate(eyes))
+
+
+def test_an_argument_no_element_takes_is_an_error(user_dir):
+    with pytest.raises(ConfigError, match=r"eyes\.dept: CNN takes no argument 'dept' \(did you mean 'depth'\?\)"):
+        build.build('Eyes', 'CNN', {'dept': 2}, cwd=user_dir, in_shape=(1, 8, 8))
+    with pytest.raises(ConfigError, match=r"eyes\.nope: no element of Eyes=\['CNN', 'CNN'\] takes 'nope'"):
+        build.build('Eyes', ['CNN', 'CNN'], {'nope': 2}, cwd=user_dir, in_shape=(1, 8, 8))
+    with pytest.raises(ConfigError, match=r'eyes\.2: Eyes has 2 elements'):
+        build.build('Eyes', ['CNN', 'CNN'], {'2': {'depth': 1}}, cwd=user_dir, in_shape=(1, 8, 8))
+
+
+def test_an_argument_left_unfilled_names_its_key(user_dir):
+    with pytest.raises(ConfigError, match=r"Eyes=nn\.GRU: .*missing 2 required positional arguments: 'input_size' and 'hidden_size'; give them as eyes\.<name>="):
+        build.build('Eyes', 'nn.GRU', {}, cwd=user_dir, in_shape=(5, 4))
+
+
+def test_a_shape_mismatch_names_the_block_and_the_shapes(user_dir):
+    with pytest.raises(ShapeError, match=r'Model\.1 \(Linear\): expected an input it can take, got shape \(1, 8, 8\)'):
+        build.build('Model', ['nn.Identity()', 'nn.Linear(3,2)', 'nn.ReLU()'], {}, cwd=user_dir, in_shape=(1, 8, 8))
+
+
+def test_an_instance_is_used_as_it_is_and_takes_no_arguments(user_dir):
+    net = nn.Linear(64, 10)
+    assert build.build('Model', net, {}, cwd=user_dir, in_shape=(64,), out_shape=(10,)) is net
+    with pytest.raises(ConfigError, match=r'model\.hidden: Model is an instance \(Linear\)'):
+        build.build('Model', net, {'hidden': 3}, cwd=user_dir, in_shape=(64,))
+
+
+def test_optimizers_are_built_as_callables_of_the_parameters(user_dir):
+    optim = build.build('Optim', 'torch.optim.SGD', {'lr': 0.3, 'momentum': 0.9}, cwd=user_dir, partial=True)
+    optimizer = optim(nn.Linear(2, 2).parameters())
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults['lr'] == 0.3
+
+
+def test_composing_leaves_the_defaults_untouched(user_dir):
+    before = compose.defaults()
+    compose.compose(['lr=0.3', 'Eyes=CNN', 'eyes.depth=2'], user_dir)
+    assert compose.defaults() == before
+
+
+def test_a_required_argument_left_unfilled_names_its_key(user_dir):
+    with pytest.raises(ConfigError, match=r"Model=Run\.Model: needs 'out_shape'; give model\.out_shape=\.\.\."):
+        build.build('Model', 'Run.Model', {}, cwd=user_dir, in_shape=(4,))
