@@ -106,9 +106,10 @@ def test_a_code_value_that_does_not_parse_says_where(user_dir):
 def test_shape_inference_fills_the_eight_names():
     names = ('in_shape', 'out_shape', 'in_features', 'out_features', 'in_channels', 'out_channels', 'in_dim', 'out_dim')
     assert infer_shapes(names, in_shape=(3, 8, 8), out_shape=(10,)) == dict(
-        in_shape=(3, 8, 8), out_shape=(10,), in_features=8, out_features=10, in_channels=3, out_channels=10,
-        in_dim=8, out_dim=10)
+        in_shape=(3, 8, 8), out_shape=(10,), in_features=192, out_features=10, in_channels=3, out_channels=10,
+        in_dim=192, out_dim=10)
     assert infer_shapes(('in_features', 'hidden'), in_shape=(64,)) == {'in_features': 64}
+    assert infer_shapes(('in_features', 'in_dim'), in_shape=(5, 16)) == {'in_features': 16, 'in_dim': 16}
 
 
 def test_a_sequential_infers_each_elements_input_from_the_previous_output(user_dir):

@@ -1,15 +1,20 @@
 """Deep Q-learning (Mnih et al. 2015, "Human-level control through deep reinforcement learning") with double Q
 (van Hasselt et al. 2016), a Huber loss and gradient clipping; its loss is written out in learn().
 
-Defaults follow rl-baselines3-zoo's tuned CartPole-v1 DQN (hyperparams/dqn.yml: lr 2.3e-3, batch 64, 256x256
-MLP, final epsilon 0.04 reached after 8k frames, a target refreshed every few hundred updates), which learns on a
-CPU in a few thousand updates; cleanrl's dqn.py (lr 2.5e-4, target every 500 steps, 500k frames) is slower.
+The exploration defaults are rl-baselines3-zoo's tuned CartPole-v1 DQN (hyperparams/dqn.yml: epsilon falls to
+0.04 over the first 8k frames; lr 2.3e-3, batch 64, 0.5 updates per frame); cleanrl's dqn.py (lr 2.5e-4, epsilon
+over 250k frames, target every 500 steps) is set for 500k frames. The target refresh was measured here: with Adam at
+lr 1e-3, a 128x128 MLP, batch 128 and one update every 4 frames, 10k CartPole frames reach greedy returns of
+160-320 over 12 seeds in ~5 s on one CPU thread (tests/test_rl.py runs seed 1). Atari wants its own recipe
+(Mnih et al. 2015: epsilon over 1M frames, target every 10k updates).
 """
 import copy
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ML.errors import ConfigError
 
 
 class DQN(nn.Module):
@@ -18,14 +23,16 @@ class DQN(nn.Module):
                  action_spec,                  # a discrete Spec: the Q net outputs action_spec.n values
                  scheduler=None,               # scheduler(optimizer) -> an LR scheduler stepped once per update
                  target_tau=1.0,               # how far the target moves to the online net per refresh; 1 = a copy
-                 target_update_per_steps=250,  # loop steps between target refreshes
+                 target_update_per_steps=250,  # loop steps (counters.step) between target refreshes; checked
+                                               # when learn runs, so keep it a multiple of how often that is
                  epsilon_start=1.0,            # exploration: chance of a random action at frame 0 ...
                  epsilon_end=0.04,             # ... falling linearly to this ...
                  epsilon_frames=8_000,         # ... by this frame (counters.frame), then held
                  double=True,                  # pick the next action with the online net, value it with the target
                  max_grad_norm=10.0):          # clip the gradient's global L2 norm (cleanrl and SB3 use 10)
         super().__init__()
-        assert action_spec.discrete, f'DQN picks among discrete actions; the action spec is {action_spec}'
+        if not action_spec.discrete:
+            raise ConfigError(f'Agent=DQN picks among discrete actions; this env acts in {action_spec}')
         self.num_actions = action_spec.n
         self.q = nn.Sequential(eyes, model)  # (B, *obs) -> (B, num_actions)
         self.target_q = copy.deepcopy(self.q).requires_grad_(False).eval()
@@ -37,7 +44,7 @@ class DQN(nn.Module):
 
     def epsilon(self, frame):
         progress = min(frame / self.epsilon_frames, 1.0) if self.epsilon_frames > 0 else 1.0
-        return self.epsilon_start + progress * (self.epsilon_end - self.epsilon_start)
+        return (1 - progress) * self.epsilon_start + progress * self.epsilon_end
 
     @torch.no_grad()
     def act(self, obs, counters, greedy=False):

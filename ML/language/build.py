@@ -12,6 +12,7 @@ Shape inference fills exactly the eight names of SHAPE_NAMES, and a value the us
 """
 import functools
 import inspect
+import math
 from pathlib import Path
 
 import torch
@@ -24,12 +25,21 @@ SHAPE_NAMES = ('in_shape', 'out_shape', 'in_features', 'out_features', 'in_chann
 
 
 def infer_shapes(parameters, in_shape=None, out_shape=None) -> dict:
-    """The shape arguments a signature names, from the input and output shapes (channels first, features last)."""
+    """The shape arguments a signature names, from the input and output shapes.
+
+    in_shape / out_shape    the whole shape, without the batch dimension
+    in_channels             the first dimension (channels first, as torch's convolutions take images)
+    in_features, in_dim     the size of one feature vector: the last dimension of a vector (D,) or a sequence
+                            (T, D), as nn.Linear reads them; all the values of an image (C*H*W), which a block
+                            taking a feature count flattens first
+    out_features, out_dim, out_channels    the last dimension of out_shape (the classes, actions or targets)
+    """
     known = {}
     if in_shape is not None:
         in_shape = tuple(in_shape)
-        known.update(in_shape=in_shape, in_channels=in_shape[0] if in_shape else 1,
-                     in_features=in_shape[-1] if in_shape else 1, in_dim=in_shape[-1] if in_shape else 1)
+        features = in_shape[-1] if 0 < len(in_shape) <= 2 else math.prod(in_shape)
+        known.update(in_shape=in_shape, in_channels=in_shape[0] if in_shape else 1, in_features=features,
+                     in_dim=features)
     if out_shape is not None:
         out_shape = tuple(out_shape)
         size = out_shape[-1] if out_shape else 1

@@ -14,6 +14,7 @@ from ML.language import recipes
 
 HYDRA_FUNCTIONS = ('choice', 'range', 'interval', 'glob', 'tag', 'sort', 'shuffle', 'int', 'float', 'str', 'bool')
 OVERRIDE = re.compile(r'^(?P<prefix>~|\+\+|\+)?(?P<key>[^=~+][^=]*?)(?:=(?P<value>.*))?$', re.DOTALL)
+FREE_TYPED = {'load'}  # keys whose values may take several types: load=true, load='MyExp MNIST', load=path.pt
 LIVE = 'live:'  # a placeholder for an object passed from code, e.g. Model='live:Model'
 
 
@@ -214,7 +215,7 @@ def validate(config) -> dict:
 
 def _typed(key: str, value, default):
     """value, checked against the type of its default (an int where a float is due is fine)."""
-    if default is None or value is None or isinstance(default, str) and default.startswith('${'):
+    if default is None or value is None or key in FREE_TYPED or (isinstance(default, str) and default.startswith('${')):
         return value
     if isinstance(default, bool):
         if isinstance(value, bool):
