@@ -98,6 +98,17 @@ def checkpoint(cwd: Path, experiment='Exp', agent='Classifier', suite='classify'
 
 
 @pytest.fixture(autouse=True)
+def no_downloads(monkeypatch):
+    """Tests never download: a test that reaches for a dataset on the network fails instead."""
+    import torchvision.datasets.utils as utils
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('a test tried to download a dataset')
+    monkeypatch.setattr(utils, 'download_url', refuse)
+    monkeypatch.setattr(utils, 'download_and_extract_archive', refuse)
+
+
+@pytest.fixture(autouse=True)
 def one_thread():
     """Tests run side by side on two cores: one torch thread each keeps them from fighting."""
     import torch
