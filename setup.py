@@ -16,7 +16,7 @@ setup(
         'numpy>=1.24',
         'hydra-core>=1.3,<1.4',  # ML drives Hydra's internal multirun API, which 1.4 may change
         'omegaconf>=2.3,<2.4',
-        'gymnasium>=1.0',
+        'gymnasium>=1.1',  # the vector API's autoreset_mode
         'scikit-learn>=1.2',     # ships the 8x8 digits the default task trains on, with no network
         'matplotlib>=3.7',
         'tqdm>=4.60',

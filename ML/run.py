@@ -47,7 +47,7 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
         if world.online:
             step = world.step(agent, counters)
             replay.add(step)
-            counters.frame += world.num_envs
+            counters.frame += int(step.valid.sum())  # not the reset steps of gymnasium's autoreset
             counters.episode += len(step.episode_returns)
             episode_returns += step.episode_returns
 

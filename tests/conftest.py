@@ -82,7 +82,7 @@ def user_dir(tmp_path, monkeypatch):
 def ml(*args, cwd: Path, check=True, env=None) -> subprocess.CompletedProcess:
     """The real ML command, as a user types it."""
     environment = {key: value for key, value in os.environ.items() if key != 'HYDRA_FULL_ERROR'}
-    environment.update({'PYTHONUNBUFFERED': '1', **(env or {})})
+    environment.update({'PYTHONUNBUFFERED': '1', 'OMP_NUM_THREADS': '1', **(env or {})})  # tests share 2 cores
     result = subprocess.run(['ML', *args], cwd=cwd, capture_output=True, text=True, env=environment, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f'ML {" ".join(args)} failed:\n{result.stderr[-3000:]}')

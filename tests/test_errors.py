@@ -18,8 +18,12 @@ CASES = [
     pytest.param(['lr=abc'], r"ConfigError: lr=abc: expected a number \(the default is 0\.001\)", id='wrong-type'),
     pytest.param(['train_steps=many'], r"train_steps=many: expected an integer", id='wrong-type-int'),
     pytest.param(['save=maybe'], r"save=maybe: expected true or false", id='wrong-type-bool'),
-    pytest.param(['Model=nn.Linear'], r"ShapeError: Model=nn\.Linear: outputs shape \(1, 8, 10\) from input "
-                                      r"\(1, 8, 8\); expected \(10,\) .*nn\.Flatten\(\)", id='shape-mismatch'),
+    pytest.param(['Model=nn.Linear'], r"ShapeError: Model \(Linear\): expected an input it can take, got shape "
+                                      r"\(1, 8, 8\): .*; flatten first: Model=\[nn\.Flatten\(\),\.\.\.\]",
+                 id='shape-mismatch'),
+    pytest.param(['Model=torch.nn.Sequential'], r"ShapeError: Model=torch\.nn\.Sequential: outputs shape "
+                 r"\(1, 8, 8\) from input \(1, 8, 8\); expected \(10,\) \(10 classes or actions\)",
+                 id='wrong-output-shape'),
     pytest.param(['Model=[nn.Flatten(),nn.Linear(3,5)]'], r"ShapeError: Model\.1 \(Linear\): .*got shape \(64,\)",
                  id='shape-mismatch-inside'),
     pytest.param(['Model=nn.Flatten('], r"ConfigError: Model=nn\.Flatten\(: code value does not parse", id='bad-code'),

@@ -42,7 +42,13 @@ class DQN(nn.Module):
         self.epsilon_start, self.epsilon_end, self.epsilon_frames = epsilon_start, epsilon_end, epsilon_frames
         self.double, self.max_grad_norm = double, max_grad_norm
 
+    def train(self, mode=True):
+        super().train(mode)
+        self.target_q.eval()  # the target is never trained: its dropout stays off, its batch norm frozen
+        return self
+
     def epsilon(self, frame):
+        """The chance of a random action at this frame."""
         progress = min(frame / self.epsilon_frames, 1.0) if self.epsilon_frames > 0 else 1.0
         return (1 - progress) * self.epsilon_start + progress * self.epsilon_end
 

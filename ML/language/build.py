@@ -150,8 +150,10 @@ def output_shape(key: str, module, in_shape) -> tuple:
             output = module(torch.zeros(1, *in_shape))
     except (RuntimeError, ValueError, TypeError, IndexError) as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        flat = 'mat1 and mat2' in message and len(in_shape) > 1  # a layer of features met an image or sequence
+        hint = f'; flatten first: {key.split(".")[0]}=[nn.Flatten(),...]' if flat else ''
         raise ShapeError(f'{key} ({type(module).__name__}): expected an input it can take, got shape '
-                         f'{tuple(in_shape)}: {message}') from error
+                         f'{tuple(in_shape)}: {message}{hint}') from error
     finally:
         if isinstance(module, nn.Module):
             module.train(was_training)

@@ -110,10 +110,10 @@ def _action_spec(space):
     if isinstance(space, gymnasium.spaces.Discrete):
         return Spec((), torch.int64, discrete=True, low=0, high=int(space.n) - 1), int(space.start)
     if isinstance(space, gymnasium.spaces.Box):
-        low, high = np.unique(space.low), np.unique(space.high)
-        if len(low) > 1 or len(high) > 1:
+        lows, highs = np.unique(space.low), np.unique(space.high)
+        if len(lows) > 1 or len(highs) > 1:
             raise ConfigError(f'action bounds {space.low}..{space.high} differ per dimension; wrap the env in '
                               'gymnasium.wrappers.RescaleAction(env, -1, 1)')
-        bound = lambda b: float(b[0]) if np.isfinite(b[0]) else None
-        return Spec(tuple(space.shape), torch.float32, low=bound(low), high=bound(high)), 0
+        low, high = (float(b[0]) if np.isfinite(b[0]) else None for b in (lows, highs))
+        return Spec(tuple(space.shape), torch.float32, low=low, high=high), 0
     raise ConfigError(f'action space {space} is not supported; the world acts in Discrete or Box spaces')

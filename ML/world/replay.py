@@ -40,8 +40,11 @@ class Replay:
         shape, obs_dtype = (self.rows, num_envs), _numpy(self.obs_spec.dtype)
         action_dtype = np.int64 if self.action_spec.discrete else _numpy(self.action_spec.dtype)
         # obs and next_obs are both stored, the simple layout; storing each frame once replaces these two arrays
-        self.obs = np.zeros(shape + tuple(self.obs_spec.shape), obs_dtype)
-        self.next_obs = np.zeros_like(self.obs)
+        try:
+            self.obs = np.zeros(shape + tuple(self.obs_spec.shape), obs_dtype)
+            self.next_obs = np.zeros_like(self.obs)
+        except MemoryError as e:
+            raise ValueError(f'replay.capacity={self.capacity} does not fit in memory: {e}') from e
         self.action = np.zeros(shape + tuple(self.action_spec.shape), action_dtype)
         self.reward = np.zeros(shape, np.float32)
         self.terminated = np.zeros(shape, bool)

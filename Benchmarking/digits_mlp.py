@@ -1,0 +1,83 @@
+"""ML against a hand-written PyTorch loop: the same MLP on scikit-learn's digits, batch 256, one torch thread.
+
+    python Benchmarking/digits_mlp.py [--steps 2000] [--rounds 5]
+
+Both sides train the same network (ML's MLP block) with Adam on the same shuffled batches of in-memory tensors.
+The rounds interleave the two, so a disturbance of this shared machine hits both; each figure is printed with the
+CPU pressure (/proc/pressure/cpu, avg10) at the time, and the summary takes medians. ML's rate is read from its
+own train.csv (steps between its first and last log row over the time between them), so start-up is not counted.
+"""
+import argparse
+import csv
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+import ML
+from ML.blocks.mlp import MLP
+from ML.world.datasets import Digits, split
+
+
+def pressure() -> str:
+    try:
+        return Path('/proc/pressure/cpu').read_text().split()[1]  # 'avg10=...'
+    except OSError:
+        return 'avg10=n/a'
+
+
+def hand_written(steps: int, batch_size: int = 256) -> float:
+    """cleanrl-style: the loop a researcher writes by hand. Returns steps per second."""
+    train, _ = split(Digits(), 0.2, seed=1)
+    x = torch.stack([train[i][0] for i in range(len(train))])
+    y = torch.stack([train[i][1] for i in range(len(train))])
+    model = MLP(in_shape=(1, 8, 8), out_shape=(10,))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    order, position = torch.randperm(len(x)), 0
+    start = time.perf_counter()
+    for _ in range(steps):
+        if position >= len(x):
+            order, position = torch.randperm(len(x)), 0
+        index = order[position:position + batch_size]
+        position += batch_size
+        loss = F.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if _ % 100 == 0:
+            loss.item()  # what logging a loss costs
+    return steps / (time.perf_counter() - start)
+
+
+def through_ml(steps: int, folder: Path) -> float:
+    """The default task, as `ML train_steps=... eval_per_steps=null save=false` runs it. Returns steps per second."""
+    ML.launch(f'train_steps={steps}', 'eval_per_steps=null', 'save=false', 'progress=false', 'batch_size=256')
+    with open(folder / 'Benchmarking/Exp/Classifier/classify/Digits_1/train.csv') as file:
+        rows = list(csv.DictReader(file))
+    return (int(rows[-1]['step']) - int(rows[0]['step'])) / (float(rows[-1]['time']) - float(rows[0]['time']))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--steps', type=int, default=2000)
+    parser.add_argument('--rounds', type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    folder = Path(tempfile.mkdtemp(prefix='ML-bench-'))
+    __import__('os').chdir(folder)
+    hand, ours = [], []
+    for round in range(args.rounds):
+        hand.append(hand_written(args.steps))
+        print(f'round {round}: hand-written {hand[-1]:7.1f} steps/s  ({pressure()})', flush=True)
+        ours.append(through_ml(args.steps, folder))
+        print(f'round {round}: ML           {ours[-1]:7.1f} steps/s  ({pressure()})', flush=True)
+    h, m = statistics.median(hand), statistics.median(ours)
+    print(f'median over {args.rounds} rounds of {args.steps} steps: hand-written {h:.1f} steps/s, ML {m:.1f} steps/s, '
+          f'ratio ML/hand {m / h:.3f}  (overhead {1e3 * (1 / m - 1 / h):+.3f} ms/step)')
+
+
+if __name__ == '__main__':
+    main()
