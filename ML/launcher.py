@@ -110,7 +110,7 @@ def train(config: dict, live: dict = None):
     scores = ', '.join(f'{key} {_score(key, value)}' for key, value in evaluation.items())
     saved_to = f', checkpoint {checkpoint_path.relative_to(cwd)}' if c['save'] else ''
     print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
-          f'test {scores}; logs {folder.relative_to(cwd)}{saved_to}')
+          f'{"evaluation" if world.online else "test"} {scores}; logs {folder.relative_to(cwd)}{saved_to}')
     return agent
 
 

@@ -161,3 +161,12 @@ def test_a_sweep_runs_every_member(user_dir):
 def test_a_sweep_from_code_returns_every_members_agent(user_dir):
     agents = ML.launch('-m', 'Model=MLP,CNN', 'model.depth=1', *FAST)
     assert [type(agent.model).__name__ for agent in agents] == ['MLP', 'CNN']
+
+
+def test_dqn_learns_cartpole_through_the_same_loop(user_dir):
+    ml('task=RL', 'Env=CartPole-v1', 'train_frames=10000', 'eval_per_steps=5000', 'progress=false', cwd=user_dir)
+    evaluation = rows(run_dir(user_dir, agent='DQN', suite='gym', task='CartPole-v1') / 'eval.csv')
+    assert [row['step'] for row in evaluation][:2] == ['5000', '10000'] and evaluation[-1]['frame'] == '10000'
+    assert float(evaluation[-1]['return']) > 100  # a random policy averages about 22
+    train = rows(run_dir(user_dir, agent='DQN', suite='gym', task='CartPole-v1') / 'train.csv')
+    assert float(train[-1]['return']) > 0 and 'loss' in train[-1]
