@@ -169,4 +169,4 @@ def test_dqn_learns_cartpole_through_the_same_loop(user_dir):
     assert [row['step'] for row in evaluation][:2] == ['5000', '10000'] and evaluation[-1]['frame'] == '10000'
     assert float(evaluation[-1]['return']) > 100  # a random policy averages about 22
     train = rows(run_dir(user_dir, agent='DQN', suite='gym', task='CartPole-v1') / 'train.csv')
-    assert float(train[-1]['return']) > 0 and 'loss' in train[-1]
+    assert max(float(row['return']) for row in train if row['return']) > 100 and float(train[-1]['loss']) > 0
