@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 
 class CSV:
-    """Rows appended to a CSV file, the header from the first row (or from the file a resumed run continues)."""
+    """Rows appended to a CSV file. A metric that first appears in a later row (an RL loss, once learning starts)
+    widens the header: the file is rewritten once with the new column, earlier rows left blank there."""
 
     def __init__(self, path: Path):
         self.path, self.columns = path, None
@@ -22,12 +23,23 @@ class CSV:
                 self.columns = next(csv.reader(file), None)
 
     def write(self, row: dict):
-        new = self.columns is None
-        if new:
+        new_columns = [key for key in row if key not in (self.columns or [])]
+        if self.columns is not None and new_columns:
+            with self.path.open() as file:
+                rows = list(csv.DictReader(file))
+            self.columns += new_columns
+            temporary = self.path.with_name(f'.{self.path.name}.tmp')
+            with temporary.open('w', newline='') as file:
+                writer = csv.DictWriter(file, self.columns)
+                writer.writeheader()
+                writer.writerows(rows)
+            temporary.replace(self.path)
+        header = self.columns is None
+        if header:
             self.columns = list(row)
         with self.path.open('a', newline='') as file:
-            writer = csv.DictWriter(file, self.columns, extrasaction='ignore')
-            if new:
+            writer = csv.DictWriter(file, self.columns)
+            if header:
                 writer.writeheader()
             writer.writerow(row)
 
