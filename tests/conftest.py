@@ -50,6 +50,25 @@ USER_FILES = {
         eyes:
           depth: 1
     ''',
+    'Crash.py': '''
+        import os
+
+        from torch import nn
+
+
+        class Model(nn.Linear):
+            """Trains, then fails on the forward pass number $CRASH_AFTER (the loss going to nan, say)."""
+
+            def __init__(self, in_shape, out_shape):
+                super().__init__(64, out_shape[0])
+                self.calls, self.crash_after = 0, int(os.environ.get('CRASH_AFTER', 5))
+
+            def forward(self, x):
+                self.calls += 1
+                if self.calls > self.crash_after:
+                    raise FloatingPointError('the loss went to nan')
+                return super().forward(x.flatten(1))
+    ''',
     'pkg/__init__.py': '',
     'pkg/Nets.py': '''
         from torch import nn

@@ -11,16 +11,6 @@ from ML.blocks.transformer import Transformer, ViT
 DIGITS, CIFAR, FLAT, SEQUENCE = (1, 8, 8), (3, 32, 32), (64,), (5, 16)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # These models are tiny: with other work on the 2 shared cores, a second torch thread made this file 6x slower
-    # (83 s against 13 s), waiting on its twin
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # (block, in_shape, the body's output shape without the batch dimension), with default hyperparameters
 BODIES = [
     (MLP, DIGITS, (256,)),

@@ -77,18 +77,8 @@ def test_save_false_writes_no_checkpoint(user_dir):
     assert (run_dir(user_dir) / 'eval.csv').exists() and not checkpoint(user_dir).exists()
 
 
-def test_save_per_steps_keeps_a_checkpoint_a_crash_cannot_take(user_dir):
-    (user_dir / 'Crash.py').write_text(
-        'from torch import nn\n'
-        'class Model(nn.Linear):\n'
-        '    def __init__(self, in_shape, out_shape):\n'
-        '        super().__init__(64, out_shape[0])\n'
-        '        self.calls = 0\n'
-        '    def forward(self, x):\n'
-        '        self.calls += 1\n'
-        '        if self.calls > 15:\n'
-        '            raise FloatingPointError("diverged")\n'
-        '        return super().forward(x.flatten(1))\n')
+def test_save_per_steps_keeps_a_checkpoint_a_crash_cannot_take(user_dir, monkeypatch):
+    monkeypatch.setenv('CRASH_AFTER', '15')
     with pytest.raises(FloatingPointError):
         ML.launch(*FAST, 'save_per_steps=10', Model='Crash.Model')
     assert torch.load(checkpoint(user_dir), weights_only=True)['counters']['step'] == 10

@@ -72,17 +72,6 @@ def test_a_failing_run_overwrites_nothing_that_existed(user_dir):
 def test_a_run_that_crashes_says_so_and_keeps_the_earlier_checkpoint(user_dir):
     ml(*FAST, cwd=user_dir)
     saved = checkpoint(user_dir).read_bytes()
-    (user_dir / 'Crash.py').write_text(
-        'from torch import nn\n'
-        'class Model(nn.Linear):\n'
-        '    def __init__(self, in_shape, out_shape):\n'
-        '        super().__init__(64, out_shape[0])\n'
-        '        self.calls = 0\n'
-        '    def forward(self, x):\n'
-        '        self.calls += 1\n'
-        '        if self.calls > 5:\n'
-        '            raise FloatingPointError("the loss went to nan")\n'
-        '        return super().forward(x.flatten(1))\n')
     result = ml('Model=Crash.Model', *FAST, cwd=user_dir, check=False)
     assert result.returncode == 1 and 'FloatingPointError' in result.stderr
     assert (run_dir(user_dir) / 'status').read_text() == 'crashed\n'
