@@ -34,6 +34,8 @@ class Batch(NamedTuple):
     discount: Optional[torch.Tensor] = None  # gamma ** n, and 0 where the episode terminated within the n steps
     next_obs: Optional[torch.Tensor] = None
     label: Optional[torch.Tensor] = None
+    weight: Optional[torch.Tensor] = None    # prioritized replay: each sample's importance-sampling weight
+    index: Optional[torch.Tensor] = None     # prioritized replay: where each sample sits, to update its priority
 
 
 @dataclass

@@ -25,7 +25,6 @@ class Step(NamedTuple):
 class GymWorld:
     """A registered gymnasium id ('CartPole-v1') or a class / callable that builds a gymnasium.Env."""
     online = True
-    suite = 'gym'
 
     def __init__(self, env, num_envs=1, eval_episodes=10, seed=1, device='cpu', **env_kwargs):
         if isinstance(env, gymnasium.Env):
@@ -52,6 +51,10 @@ class GymWorld:
         # https://farama.org/Vector-Autoreset-Mode, https://gymnasium.farama.org/main/api/vector/autoreset/
         self.envs = SyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
 
+        # a suite of environments (Atari, DMC) names itself, its task, and how many frames each observation stacks
+        self.suite = getattr(self.eval_env, 'suite', 'gym')
+        self.name = getattr(self.eval_env, 'task', self.name)
+        self.frame_stack = getattr(self.eval_env, 'frame_stack', 1)
         self.obs_spec, self._obs_dtype = _obs_spec(self.envs.single_observation_space)
         self.action_spec, self._action_start = _action_spec(self.envs.single_action_space)
         self._obs, _ = self.envs.reset(seed=seed)  # sub-env i gets seed + i
@@ -89,7 +92,10 @@ class GymWorld:
                 done = terminated or truncated
             returns.append(total)
             obs, _ = self.eval_env.reset()
-        return {'return': float(np.mean(returns)), 'return_std': float(np.std(returns)), 'episodes': len(returns)}
+        result = {'return': float(np.mean(returns)), 'return_std': float(np.std(returns)), 'episodes': len(returns)}
+        if hasattr(self.eval_env, 'human_normalized'):  # Atari: (return - random) / (human - random)
+            result['human_normalized'] = float(self.eval_env.human_normalized(result['return']))
+        return result
 
     def close(self):
         self.envs.close()
