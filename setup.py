@@ -11,8 +11,8 @@ setup(
     package_dir={'ML.Hyperparams': 'Hyperparams'},  # the recipes live at the top of the repository, shipped inside ML
     package_data={'ML.Hyperparams': ['*.yaml', 'task/*.yaml', 'task/**/*.yaml']},
     install_requires=[
-        'torch>=2.1',
-        'torchvision>=0.16',
+        'torch>=2.4',            # fused Adam on CPU
+        'torchvision>=0.19',
         'numpy>=1.24',
         'hydra-core>=1.3,<1.4',  # ML drives Hydra's internal multirun API, which 1.4 may change
         'omegaconf>=2.3,<2.4',
@@ -21,7 +21,15 @@ setup(
         'matplotlib>=3.7',
         'tqdm>=4.60',
         'pyyaml>=6',
+        'psutil>=5',             # the replay warns, with numbers, when it would not fit in memory
     ],
-    extras_require={'test': ['pytest>=7']},
+    extras_require={
+        'test': ['pytest>=7'],
+        'atari': ['ale-py>=0.10.1', 'opencv-python-headless>=4.6'],  # 0.10.1: the first ale-py on numpy 2; gymnasium's
+                                                                      # AtariPreprocessing resizes with OpenCV
+        'video': ['moviepy>=2', 'pygame>=2.5'],  # gymnasium's RecordVideo writes with moviepy; classic control draws
+                                                 # with pygame
+        'bench': ['stable-baselines3>=2.0'],     # the peer the Benchmarking/ scripts measure against
+    },
     entry_points={'console_scripts': ['ML=ML.cli:main']},
 )

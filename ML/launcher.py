@@ -5,13 +5,14 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import yaml
 
 from ML import run
-from ML.errors import ConfigError, MLError, ShapeError
+from ML.errors import CheckpointError, ConfigError, MLError, ShapeError
 from ML.language import build, compose
 from ML.records import checkpoints, provenance
 from ML.records.logger import Logger
@@ -62,40 +63,47 @@ def train(config: dict, live: dict = None):
              'label_spec' if not world.online else 'action_spec': world.label_spec if not world.online
              else world.action_spec}
     agent = make_agent(c, specs, cwd, device)
-    replay = world.replay if not world.online else make_replay(c, world, device)
+    paths = run_paths(cwd, c, type(agent).__name__, world)
+    replay = make_replay(c, world, device, paths)
 
-    name = type(agent).__name__
-    folder = cwd / 'Benchmarking' / c['experiment'] / name / world.suite / f'{_safe(world.name)}_{c["seed"]}'
-    checkpoint_path = cwd / 'Checkpoints' / c['experiment'] / name / world.suite / f'{_safe(world.name)}_{c["seed"]}.pt'
     counters = Counters()
     if c['load']:
-        path = checkpoints.find(c['load'], checkpoint_path, cwd / 'Checkpoints')
+        path = checkpoints.find(c['load'], paths.checkpoint, cwd / 'Checkpoints')
         state = checkpoints.read(path)
         checkpoints.restore(agent, state, path)
         counters = Counters(**state['counters'])
     else:
-        _archive(folder)
+        _archive(paths.folder)
+    folder = paths.folder
 
     # the run's folder: config.yaml with provenance, a status, and the logs
     folder.mkdir(parents=True, exist_ok=True)
-    saved = {**config, 'provenance': {'seed': c['seed'], 'specs': _plain_specs(specs), 'versions': provenance.versions(),
-                                      'git': provenance.git_state(cwd)}}
+    saved = {**config, 'provenance': {'seed': c['seed'], 'specs': _plain_specs(specs),
+                                      'versions': provenance.versions(), 'git': provenance.git_state(cwd)}}
     (folder / 'config.yaml').write_text(yaml.safe_dump(saved, sort_keys=False))
     (folder / 'status').write_text('running\n')
     unit = 'step' if c['train_steps'] is not None or c['train_frames'] is None else 'frame'
     logger = Logger(folder, total=c['train_steps'] if unit == 'step' else c['train_frames'], unit=unit,
                     progress=c['progress'])
 
+    if c['video']:
+        world.video_folder = folder / 'media'
+    keep_replay = c['replay']['save'] and world.online and not c['stream']
+
     def checkpoint(counters):
-        checkpoints.save(checkpoint_path, agent, {**config, 'specs': _plain_specs(specs)}, counters)
+        checkpoints.save(paths.checkpoint, agent, {**config, 'specs': _plain_specs(specs)}, counters)
+        if keep_replay:  # with every checkpoint, so that an interrupted run resumes with its experience
+            replay.save(paths.replay)
 
     started = time.perf_counter()
     try:
         evaluation = run.run(world, agent, replay, logger, counters,
                              train_steps=c['train_steps'], train_frames=c['train_frames'],
                              eval_per_steps=c['eval_per_steps'], log_per_steps=c['log_per_steps'],
-                             save_per_steps=c['save_per_steps'], learn_after=c['learn_after'],
-                             learn_per_steps=c['learn_per_steps'], checkpoint=checkpoint if c['save'] else None)
+                             save_per_steps=c['save_per_steps'],
+                             learn_after=1 if c['stream'] else c['learn_after'],
+                             learn_per_steps=c['learn_per_steps'], offline=c['offline'],
+                             checkpoint=checkpoint if c['save'] or keep_replay else None)
     except BaseException as error:
         logger.close()
         (folder / 'status').write_text('crashed\n')
@@ -108,7 +116,7 @@ def train(config: dict, live: dict = None):
     logger.close()
     (folder / 'status').write_text('completed\n')
     scores = ', '.join(f'{key} {_score(key, value)}' for key, value in evaluation.items())
-    saved_to = f', checkpoint {checkpoint_path.relative_to(cwd)}' if c['save'] else ''
+    saved_to = f', checkpoint {paths.checkpoint.relative_to(cwd)}' if c['save'] else ''
     print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
           f'{"evaluation" if world.online else "test"} {scores}; logs {folder.relative_to(cwd)}{saved_to}')
     return agent
@@ -184,6 +192,8 @@ def make_world(c: dict, cwd: Path, device: str):
         return make_env(c, cwd, device)
     if c['Dataset'] is None:
         raise ConfigError('Dataset and Env are both null: give Dataset=... (e.g. Digits) or task=RL Env=...')
+    if c['video']:
+        raise ConfigError(f'video=true: records evaluation episodes of an Env; Dataset={_name(c["Dataset"])} has none')
     return make_dataset(c, cwd, device)
 
 
@@ -194,7 +204,7 @@ def make_env(c: dict, cwd: Path, device: str):
     if isinstance(env, str) and env not in gymnasium.registry and not env.rsplit('-v', 1)[-1].isdigit():
         env = build.resolve(env, 'Env', cwd)  # a user's environment class by path
     return GymWorld(env, num_envs=c['num_envs'], eval_episodes=c['eval_episodes'], seed=c['seed'], device=device,
-                    **c['env'])
+                    video=c['video'], **c['env'])
 
 
 def make_dataset(c: dict, cwd: Path, device: str):
@@ -231,16 +241,61 @@ def make_agent(c: dict, specs: dict, cwd: Path, device: str):
     optim = build.build('Optim', c['Optim'], c['optim'], cwd=cwd, partial=True)
     scheduler = build.build('Scheduler', c['Scheduler'], c['scheduler'], cwd=cwd, partial=True) \
         if c['Scheduler'] is not None else None
-    agent_name = c['Agent'] or ('Classifier' if 'label_spec' in specs else 'DQN')
+    agent_name = c['Agent'] or default_agent(specs)
     agent = build.build('Agent', agent_name, c['agent'], cwd=cwd, fill={
         'eyes': eyes.to(device), 'model': model.to(device), 'optim': optim, 'scheduler': scheduler, **specs})
     return agent.to(device)
 
 
-def make_replay(c: dict, world, device: str):
+def default_agent(specs: dict) -> str:
+    """The learner a task gets when it names none: by what it learns to output."""
+    if 'label_spec' in specs:
+        return 'Classifier'
+    return 'DQN' if specs['action_spec'].discrete else 'DrQV2'
+
+
+class RunPaths(NamedTuple):
+    folder: Path       # Benchmarking/<experiment>/<Agent>/<suite>/<task>_<seed>/: config, logs, status, media
+    checkpoint: Path   # Checkpoints/<experiment>/<Agent>/<suite>/<task>_<seed>.pt
+    replay: Path       # Datasets/ReplayBuffer/<experiment>/<Agent>/<suite>/<task>_<seed>/
+
+
+def run_paths(cwd: Path, c: dict, agent_name: str, world) -> RunPaths:
+    where = Path(c['experiment'], agent_name, world.suite)
+    run = f'{_safe(world.name)}_{c["seed"]}'
+    return RunPaths(cwd / 'Benchmarking' / where / run, cwd / 'Checkpoints' / where / f'{run}.pt',
+                    cwd / 'Datasets' / 'ReplayBuffer' / where / run)
+
+
+def make_replay(c: dict, world, device: str, paths: RunPaths):
+    """The dataset itself offline; online a replay (new, or saved earlier), or no replay at all with stream=true."""
+    if not world.online:
+        if c['stream']:
+            raise ConfigError('stream=true: learns from an environment\'s steps as they come; a Dataset has none')
+        return world.replay
+    options = c['replay']
+    if c['stream']:
+        if c['offline'] or options['save'] or options['load'] or options['prioritized']:
+            raise ConfigError('stream=true learns without a replay: drop offline, replay.save, replay.load and '
+                              'replay.prioritized')
+        from ML.world.stream import Stream
+        return Stream(gamma=options['gamma'], device=device)
     from ML.world.replay import Replay
-    return Replay(world.obs_spec, world.action_spec, capacity=c['replay']['capacity'], batch_size=c['batch_size'],
-                  nstep=c['replay']['nstep'], gamma=c['replay']['gamma'], device=device, seed=c['seed'])
+    learning = dict(batch_size=c['batch_size'], nstep=options['nstep'], gamma=options['gamma'], device=device,
+                    seed=c['seed'], clip_reward=options['clip_reward'], prioritized=options['prioritized'],
+                    alpha=options['alpha'], beta=options['beta'], beta_steps=options['beta_steps'])
+    resuming = c['load'] and options['save'] and paths.replay.is_dir()  # the replay saved with the checkpoint
+    from_disk = options['load'] or c['offline'] or resuming
+    if from_disk and not paths.replay.is_dir():
+        key = 'offline=true' if c['offline'] else 'replay.load=true'
+        raise CheckpointError(f'{key}: no saved replay at {paths.replay}; save one with replay.save=true')
+    try:
+        if from_disk:
+            return Replay.load(paths.replay, **learning)  # what the saved data fixes (capacity, stacking) stays
+        return Replay(world.obs_spec, world.action_spec, capacity=options['capacity'], frame_stack=world.frame_stack,
+                      **learning)
+    except ValueError as error:  # the replay refuses impossible options (or a saved one that differs), naming the key
+        raise ConfigError(str(error)) from error
 
 
 def load_agent(path_or_words, **hyperparams):

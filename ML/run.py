@@ -28,11 +28,13 @@ def eval_mode(agent):
 
 def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, train_frames=None,
         eval_per_steps=None, log_per_steps=100, save_per_steps=None, learn_after=0, learn_per_steps=1,
-        checkpoint=None) -> dict:
+        offline=False, checkpoint=None) -> dict:
     """Trains until a budget is spent; returns the last evaluation's metrics.
 
-    checkpoint(counters) saves the run (None: never); world.online decides whether the loop acts in the world.
+    The loop acts in the world when it is an environment (world.online) and the run is not offline (learning from a
+    saved replay alone). checkpoint(counters) saves the run (None: never).
     """
+    acting = world.online and not offline
     evaluate_now, log_now, save_now, learn_now = (Every(eval_per_steps), Every(log_per_steps),
                                                    Every(save_per_steps), Every(learn_per_steps))
 
@@ -44,7 +46,7 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
     logger.start(counters)
     while not done():
         # act: one step of every environment, into the replay
-        if world.online:
+        if acting:
             step = world.step(agent, counters)
             replay.add(step)
             counters.frame += int(step.valid.sum())  # not the reset steps of gymnasium's autoreset
@@ -52,12 +54,14 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
             episode_returns += step.episode_returns
 
         # learn
-        if (not world.online) or (len(replay) >= learn_after and learn_now(counters.step)):
+        if (not acting) or (len(replay) >= learn_after and learn_now(counters.step)):
             batch = replay.sample()
             metrics = agent.learn(batch, counters)
-            if not world.online:
+            if 'priority' in metrics:  # prioritized replay: each sample's new priority (its TD error)
+                replay.update_priorities(batch.index, metrics.pop('priority'))
+            if not acting:  # offline, a frame is a data point learned from
                 counters.frame += len(batch.obs)
-                if replay.pass_ended:
+                if getattr(replay, 'pass_ended', False):
                     counters.epoch += 1
                     counters.episode += 1
         counters.step += 1

@@ -8,10 +8,12 @@ from ML.cli import main
 CASES = [
     pytest.param(['lerning_rate=0.1'], r"ConfigError: lerning_rate: unknown key", id='unknown-key'),
     pytest.param(['+lerning_rate=0.1'], r"ConfigError: lerning_rate: unknown key", id='unknown-key-with-plus'),
-    pytest.param(['replay.capacty=3'], r"replay\.capacty: unknown key \(did you mean 'capacity'\?\)", id='unknown-subkey'),
+    pytest.param(['replay.capacty=3'], r"replay\.capacty: unknown key \(did you mean 'capacity'\?\)",
+                 id='unknown-subkey'),
     pytest.param(['Model=Run.modle'], r"PathError: Model=Run\.modle: not found; tried \./Run\.py has no 'modle' "
                                       r"\(did you mean 'model'\?\)", id='unresolvable-path'),
-    pytest.param(['Eyes=CNNN'], r"PathError: Eyes=CNNN: not found; .*short names \(did you mean 'CNN'\?\)", id='short-name'),
+    pytest.param(['Eyes=CNNN'], r"PathError: Eyes=CNNN: not found; .*short names \(did you mean 'CNN'\?\)",
+                 id='short-name'),
     pytest.param(['task=recipee'], r"RecipeError: task=recipee: no recipe \./recipee\.yaml .*did you mean 'recipe'",
                  id='missing-recipe'),
     pytest.param(['task=broken'], r"RecipeError: .*broken\.yaml, line 2: ", id='recipe-yaml-error'),

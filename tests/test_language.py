@@ -140,7 +140,8 @@ def test_an_argument_no_element_takes_is_an_error(user_dir):
 
 
 def test_an_argument_left_unfilled_names_its_key(user_dir):
-    with pytest.raises(ConfigError, match=r"Eyes=nn\.GRU: .*missing 2 required positional arguments: 'input_size' and 'hidden_size'; give them as eyes\.<name>="):
+    with pytest.raises(ConfigError, match=r"Eyes=nn\.GRU: .*missing 2 required positional arguments: "
+                                          r"'input_size' and 'hidden_size'; give them as eyes\.<name>="):
         build.build('Eyes', 'nn.GRU', {}, cwd=user_dir, in_shape=(5, 4))
 
 

@@ -153,12 +153,6 @@ def test_specs_come_from_the_spaces():
     world.close()
 
 
-@pytest.mark.parametrize('key, value', [('nstep', 0), ('gamma', 1.5), ('batch_size', 0), ('capacity', 0)])
-def test_replay_refuses_bad_options_naming_the_key(key, value):
-    with pytest.raises(ValueError, match=f'replay.{key}='):
-        Replay(Spec((1,)), Spec((), torch.int64, True, 0, 1), **{key: value})
-
-
 def q_network(hidden=128):
     return nn.Sequential(nn.Linear(4, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
 

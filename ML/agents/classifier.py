@@ -33,4 +33,4 @@ class Classifier(nn.Module):
         self.optim.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        return {'loss': loss.detach()}  # a tensor: the logger reads it only on the steps it writes, saving a sync per step
+        return {'loss': loss.detach()}  # a tensor: read only on the steps the logger writes (no sync per step)

@@ -21,7 +21,8 @@ from torch import nn
 from ML.errors import ConfigError, ShapeError, did_you_mean
 from ML.language.paths import resolve
 
-SHAPE_NAMES = ('in_shape', 'out_shape', 'in_features', 'out_features', 'in_channels', 'out_channels', 'in_dim', 'out_dim')
+SHAPE_NAMES = ('in_shape', 'out_shape', 'in_features', 'out_features', 'in_channels', 'out_channels',
+               'in_dim', 'out_dim')
 
 
 def infer_shapes(parameters, in_shape=None, out_shape=None) -> dict:

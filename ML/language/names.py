@@ -11,6 +11,10 @@ SHORT_NAMES = {
     # agents
     'Classifier': 'ML.agents.classifier.Classifier',
     'DQN': 'ML.agents.dqn.DQN',
+    'DrQV2': 'ML.agents.drqv2.DrQV2',
+    # environment suites
+    'Atari': 'ML.world.atari.Atari',
+    'DMC': 'ML.world.dmc.DMC',
     # datasets
     'Digits': 'ML.world.datasets.Digits',
     'MNIST': 'torchvision.datasets.MNIST',

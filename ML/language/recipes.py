@@ -58,8 +58,8 @@ def _register(task: str, here: Path, chain: tuple) -> str:
         if task in builtin_recipes():
             return task
         known = user_recipes(here) + builtin_recipes()
-        raise RecipeError(f'task={task}: no recipe ./{task}.yaml in {here} nor a built-in one{did_you_mean(task, known)};'
-                          f' recipes: {", ".join(known)}')
+        raise RecipeError(f'task={task}: no recipe ./{task}.yaml in {here} nor a built-in one'
+                          f'{did_you_mean(task, known)}; recipes: {", ".join(known)}')
     if path in chain:
         raise RecipeError(f'{path}: imports itself through {" -> ".join(p.name for p in chain)}')
 
@@ -70,8 +70,8 @@ def _register(task: str, here: Path, chain: tuple) -> str:
             raise RecipeError(f'{path}: give imports or defaults, not both (they are the same thing)')
         if not isinstance(imports, list):
             raise RecipeError(f'{path}: imports must be a list, like imports: [classify, self]')
-        recipe['defaults'] = ['_self_' if name == 'self' else f'/task/{_register(str(name), path.parent, (*chain, path))}'
-                              for name in imports]
+        recipe['defaults'] = ['_self_' if name == 'self' else
+                              f'/task/{_register(str(name), path.parent, (*chain, path))}' for name in imports]
 
     name = task[:-len('.yaml')] if task.endswith('.yaml') else task
     name = path.stem if Path(name).is_absolute() or name.startswith('.') else name

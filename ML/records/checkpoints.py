@@ -38,9 +38,9 @@ def restore(agent, state: dict, path: Path):
     try:
         agent.load_state_dict(state['agent'])
     except RuntimeError as error:
+        lines = str(error).splitlines()  # torch's first line is a header; the second names a mismatched tensor
         raise CheckpointError(f'load={path}: the checkpoint does not fit this agent '
-                              f'({str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else error})') \
-            from error
+                              f'({lines[1].strip() if len(lines) > 1 else error})') from error
     for name, value in _stateful(agent).items():
         if name in state['optimizers']:
             value.load_state_dict(state['optimizers'][name])

@@ -26,23 +26,26 @@ class GymWorld:
     """A registered gymnasium id ('CartPole-v1') or a class / callable that builds a gymnasium.Env."""
     online = True
 
-    def __init__(self, env, num_envs=1, eval_episodes=10, seed=1, device='cpu', **env_kwargs):
+    def __init__(self, env, num_envs=1, eval_episodes=10, seed=1, device='cpu', video=False, **env_kwargs):
+        """video: render the evaluation env, so that the first episode of each evaluation is recorded (an mp4 named
+        by the loop step) to video_folder, which the launcher sets once the run's folder is known."""
         if isinstance(env, gymnasium.Env):
             raise ConfigError(f'env={env!r} is an instance; give its id, class or a function that builds it '
                               f'(the world builds num_envs={num_envs} copies and one more to evaluate)')
         self.name = env if isinstance(env, str) else getattr(env, '__name__', type(env).__name__)
         self.num_envs, self.eval_episodes, self.seed, self.device = num_envs, eval_episodes, seed, device
 
-        def make():
+        def make(**render):
             if not isinstance(env, str):
-                return env(**env_kwargs)
+                return env(**env_kwargs, **render)
             try:
-                return gymnasium.make(env, **env_kwargs)
+                return gymnasium.make(env, **env_kwargs, **render)
             except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as e:
                 raise PathError(f'Env={env!r} is not a registered gymnasium id'
                                 f'{did_you_mean(env, gymnasium.registry)}') from e
 
-        self.eval_env = make()
+        self.eval_env = make(**({'render_mode': 'rgb_array'} if video else {}))
+        self.video_folder, self._recorder = None, None
         if not isinstance(self.eval_env, gymnasium.Env):
             raise ConfigError(f'env={self.name!r} built a {type(self.eval_env).__name__}, not a gymnasium.Env')
         # Gymnasium >= 1.0 resets an ended sub-env on the *next* call to step (NEXT_STEP, the default): that call
@@ -52,9 +55,9 @@ class GymWorld:
         self.envs = SyncVectorEnv([make] * num_envs, autoreset_mode=AutoresetMode.NEXT_STEP)
 
         # a suite of environments (Atari, DMC) names itself, its task, and how many frames each observation stacks
-        self.suite = getattr(self.eval_env, 'suite', 'gym')
-        self.name = getattr(self.eval_env, 'task', self.name)
-        self.frame_stack = getattr(self.eval_env, 'frame_stack', 1)
+        self.suite = _attribute(self.eval_env, 'suite', 'gym')
+        self.name = _attribute(self.eval_env, 'task', self.name)
+        self.frame_stack = _attribute(self.eval_env, 'frame_stack', 1)
         self.obs_spec, self._obs_dtype = _obs_spec(self.envs.single_observation_space)
         self.action_spec, self._action_start = _action_spec(self.envs.single_action_space)
         self._obs, _ = self.envs.reset(seed=seed)  # sub-env i gets seed + i
@@ -83,7 +86,13 @@ class GymWorld:
         # the same seed every evaluation, so successive evaluations face the same start states; seed + num_envs
         # keeps them apart from the training envs' seeds
         obs, _ = self.eval_env.reset(seed=self.seed + self.num_envs)
-        for _ in range(self.eval_episodes):
+        if self.video_folder is not None and self._recorder is None:  # gymnasium's own recorder, started below
+            self.eval_env = self._recorder = gymnasium.wrappers.RecordVideo(
+                self.eval_env, str(self.video_folder), episode_trigger=lambda episode: False)
+        recorder = self._recorder
+        for episode in range(self.eval_episodes):
+            if recorder is not None and episode == 0:
+                recorder.start_recording(f'step-{counters.step}')
             total, done = 0.0, False
             while not done:
                 action = agent.act(self._tensor(obs[None]), counters, greedy=True)[0].cpu().numpy()
@@ -91,15 +100,26 @@ class GymWorld:
                 total += float(reward)
                 done = terminated or truncated
             returns.append(total)
+            if recorder is not None and episode == 0:
+                recorder.stop_recording()
             obs, _ = self.eval_env.reset()
         result = {'return': float(np.mean(returns)), 'return_std': float(np.std(returns)), 'episodes': len(returns)}
-        if hasattr(self.eval_env, 'human_normalized'):  # Atari: (return - random) / (human - random)
-            result['human_normalized'] = float(self.eval_env.human_normalized(result['return']))
+        normalize = _attribute(self.eval_env, 'human_normalized', None)
+        if normalize is not None:  # Atari: (return - random) / (human - random)
+            result['human_normalized'] = float(normalize(result['return']))
         return result
 
     def close(self):
         self.envs.close()
         self.eval_env.close()
+
+
+def _attribute(env, name, default):
+    """An attribute of the env or of any wrapper inside it (gymnasium >= 1.0 wrappers no longer forward them)."""
+    try:
+        return env.get_wrapper_attr(name)
+    except AttributeError:
+        return default
 
 
 def _obs_spec(space):

@@ -1,100 +1,259 @@
-"""An experience replay for online RL: a preallocated numpy ring that samples n-step returns."""
+"""An experience replay for online RL: a preallocated numpy ring that stores each frame once and samples n-step
+returns, uniformly or by priority, with no Python loop over the batch."""
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict
+from pathlib import Path
+
 import numpy as np
+import psutil
 import torch
 
-from ML.specs import Batch
+from ML.specs import Batch, Spec
+from ML.world.sumtree import SumTree
 
-
-def _numpy(dtype):
-    return torch.empty((), dtype=dtype).numpy().dtype
+OPTIONS = ('capacity', 'batch_size', 'nstep', 'gamma', 'seed', 'frame_stack', 'clip_reward', 'prioritized', 'alpha',
+           'beta', 'beta_steps')  # what save() records, and load() takes back unless told otherwise
+ARRAYS = ('frame', 'action', 'reward', 'terminated', 'truncated', 'valid', 'age')  # the ring, one .npy each
 
 
 class Replay:
-    """A ring of transitions laid out (time, env), so that an env's next transition is one row further on.
+    """A ring of rows laid out (time, env), one row per vector step, so that an env's next step is one row on.
+
+    Each frame is stored once, in its own dtype (uint8 pixels stay uint8): a row keeps only the newest frame of its
+    observation (the last C = shape[0] // frame_stack channels; frames stack on the first axis, newest last) and
+    `age`, how many earlier frames of its episode the stack holds. sample() rebuilds a stack of frame_stack frames
+    from rows t - frame_stack + 1 .. t, clamped at the episode's first row: the first frame repeated, as gymnasium's
+    FrameStackObservation pads by default (padding_type='reset'). Dopamine's circular replay stores frames once too.
+
+    next_obs is not stored apart: it is the next row's observation of the same env. The world resets an ended env
+    on its next step (gymnasium >= 1.0's NEXT_STEP autoreset, https://farama.org/Vector-Autoreset-Mode): that reset
+    row is not a transition (valid False), but its obs is the episode's final observation, which a truncated episode
+    bootstraps from. add() also writes each step's next frame into the row ahead (which the next add fills with the
+    same frame), so the newest transition can be sampled and a save is never short of a final frame; that row, and
+    the stacks reaching back into it, are forgotten as the ring moves on.
 
     terminated and truncated are kept apart: an n-step return stops at either, bootstraps through a truncation
     (a time limit; the state still has a future) and not through a termination (stable-baselines3 issue #284).
     """
 
-    def __init__(self, obs_spec, action_spec, capacity=100_000, batch_size=256, nstep=1, gamma=0.99,
-                 device='cpu', seed=1):
-        for key, value, ok in [('capacity', capacity, capacity >= 1), ('batch_size', batch_size, batch_size >= 1),
-                               ('nstep', nstep, nstep >= 1), ('gamma', gamma, 0 <= gamma <= 1)]:
+    def __init__(self, obs_spec, action_spec, capacity=100_000, batch_size=256, nstep=1, gamma=0.99, device='cpu',
+                 seed=1, frame_stack=1, clip_reward=None, prioritized=False, alpha=0.6, beta=0.4,
+                 beta_steps=100_000):  # calls to sample() over which beta rises linearly to 1
+        for key, value, ok, rule in [
+                ('capacity', capacity, capacity >= 1, '>= 1'), ('batch_size', batch_size, batch_size >= 1, '>= 1'),
+                ('nstep', nstep, nstep >= 1, '>= 1'), ('gamma', gamma, 0 <= gamma <= 1, 'in [0, 1]'),
+                ('frame_stack', frame_stack, frame_stack >= 1, '>= 1'),
+                ('clip_reward', clip_reward, clip_reward is None or clip_reward > 0, 'null or > 0'),
+                ('alpha', alpha, alpha >= 0, '>= 0'), ('beta', beta, 0 <= beta <= 1, 'in [0, 1]'),
+                ('beta_steps', beta_steps, beta_steps >= 1, '>= 1')]:
             if not ok:
-                raise ValueError(f'replay.{key}={value} is out of range (capacity, batch_size, nstep >= 1; '
-                                 f'0 <= gamma <= 1)')
-        if capacity < nstep:
-            raise ValueError(f'replay.capacity={capacity} cannot hold one nstep={nstep} return')
-        self.obs_spec, self.action_spec = obs_spec, action_spec
-        self.capacity, self.batch_size, self.nstep, self.gamma, self.device = capacity, batch_size, nstep, gamma, device
+                raise ValueError(f'replay.{key}={value!r} must be {rule}')
+        if frame_stack > 1 and (not obs_spec.shape or obs_spec.shape[0] % frame_stack):
+            raise ValueError(f'replay.frame_stack={frame_stack} must divide the first axis of observations '
+                             f'shaped {tuple(obs_spec.shape)} (frames stack on it)')
+        arguments = locals()
+        self.options = {key: arguments[key] for key in OPTIONS}
+        self.obs_spec, self.action_spec, self.device = obs_spec, action_spec, device
+        self.capacity, self.batch_size, self.nstep, self.gamma = capacity, batch_size, nstep, gamma
+        self.frame_stack, self.clip_reward = frame_stack, clip_reward
+        self.prioritized, self.alpha, self.beta, self.beta_steps = prioritized, alpha, beta, beta_steps
+        shape = tuple(obs_spec.shape)
+        self.frame_shape = shape if frame_stack == 1 else (shape[0] // frame_stack,) + shape[1:]
         self.rng = np.random.default_rng(seed)
-        self.pos, self.full = 0, False  # the next row to write; whether the ring has wrapped
-        self.size = 0                   # valid transitions held
-        self.rows = None                # allocated on the first add, once the number of envs per step is known
+        self.pos, self.full = 0, False  # the row the next step goes in; whether the ring has wrapped
+        self.size = 0                   # transitions that can be sampled
+        self.samples = 0                # calls to sample(), which anneal beta
+        self.max_priority = 1.0         # what new transitions get: the highest priority yet
+        self.frame = None               # allocated on the first add, once the number of envs per step is known
+        self._restart = False           # after load(), the world's episodes start afresh
 
-    def _allocate(self, num_envs):
-        self.rows = self.capacity // num_envs
-        if self.rows < self.nstep:
-            raise ValueError(f'replay.capacity={self.capacity} holds {self.rows} steps of {num_envs} envs, '
-                             f'fewer than nstep={self.nstep}')
-        shape, obs_dtype = (self.rows, num_envs), _numpy(self.obs_spec.dtype)
-        action_dtype = np.int64 if self.action_spec.discrete else _numpy(self.action_spec.dtype)
-        # obs and next_obs are both stored, the simple layout; storing each frame once replaces these two arrays
-        try:
-            self.obs = np.zeros(shape + tuple(self.obs_spec.shape), obs_dtype)
-            self.next_obs = np.zeros_like(self.obs)
-        except MemoryError as e:
-            raise ValueError(f'replay.capacity={self.capacity} does not fit in memory: {e}') from e
-        self.action = np.zeros(shape + tuple(self.action_spec.shape), action_dtype)
-        self.reward = np.zeros(shape, np.float32)
-        self.terminated = np.zeros(shape, bool)
-        self.truncated = np.zeros(shape, bool)
-        self.valid = np.zeros(shape, bool)  # False for rows never written and for envs' reset steps
+    def _arrays(self):
+        return {name: getattr(self, name) for name in ARRAYS + (('priority',) if self.prioritized else ())}
+
+    def _allocate(self, num_envs, arrays=None):
+        steps = self.capacity // num_envs
+        if steps < max(self.nstep, self.frame_stack):
+            raise ValueError(f'replay.capacity={self.capacity} keeps {steps} steps of each of {num_envs} envs, '
+                             f'fewer than nstep={self.nstep} or frame_stack={self.frame_stack}')
+        self.num_envs, self.rows = num_envs, steps + 1  # + the row ahead, holding the newest next_obs
+        shape = (self.rows, num_envs)
+        obs_dtype, action_dtype = (torch.empty(0, dtype=spec.dtype).numpy().dtype
+                                   for spec in (self.obs_spec, self.action_spec))
+        arrays = arrays or dict(
+            frame=np.zeros(shape + self.frame_shape, obs_dtype),
+            action=np.zeros(shape + tuple(self.action_spec.shape), action_dtype),
+            reward=np.zeros(shape, np.float32), terminated=np.zeros(shape, bool), truncated=np.zeros(shape, bool),
+            valid=np.zeros(shape, bool),  # a transition that can be sampled: written, not a reset row, not forgotten
+            age=np.zeros(shape, np.int32))  # earlier frames of its episode in the row's stack, 0..frame_stack - 1
+        for name in ARRAYS:
+            setattr(self, name, arrays[name])
+        if self.prioritized:  # |TD error| per transition; the tree holds them to the power alpha
+            self.priority = arrays.get('priority', np.ones(shape, np.float32))
+            self.tree = SumTree((self.priority ** self.alpha * self.valid).ravel())
+        need, available = sum(array.nbytes for array in self._arrays().values()), psutil.virtual_memory().available
+        if need > available:  # numpy commits pages as they are written: the run would fail later, as the ring fills
+            warnings.warn(f'replay.capacity={self.capacity} needs {need / 1e9:.2f} GB, '
+                          f'{available / 1e9:.2f} GB available')
 
     def add(self, step):
-        """Store one vector step: num_envs transitions, of which the reset steps are marked invalid."""
-        if self.rows is None:
+        """Store one vector step: num_envs transitions, of which the world's reset steps are marked invalid."""
+        if self.frame is None:
             self._allocate(len(step.reward))
+        if self._restart:
+            self._end_episodes()
         row = self.pos
-        self.size += int(step.valid.sum()) - int(self.valid[row].sum())
-        self.obs[row], self.next_obs[row], self.action[row] = step.obs, step.next_obs, step.action
-        self.reward[row], self.terminated[row], self.truncated[row] = step.reward, step.terminated, step.truncated
-        self.valid[row] = step.valid
-        self.pos = (row + 1) % self.rows
+        self.frame[row] = self._newest(step.obs)
+        self.action[row], self.reward[row] = step.action, step.reward
+        self.terminated[row], self.truncated[row], self.valid[row] = step.terminated, step.truncated, step.valid
+        self.size += int(np.count_nonzero(step.valid))
+        if self.prioritized:
+            self.priority[row] = self.max_priority
+            self.tree[row * self.num_envs + np.arange(self.num_envs)] = self.priority[row] ** self.alpha * step.valid
+        self._advance()
+        # the row ahead: this step's next frame, the first of an episode after a reset step
+        self.frame[self.pos] = self._newest(step.next_obs)
+        self.age[self.pos] = np.where(step.valid, np.minimum(self.age[row] + 1, self.frame_stack - 1), 0)
+
+    def _newest(self, obs):
+        return obs if self.frame_stack == 1 else np.asarray(obs)[:, -self.frame_shape[0]:]
+
+    def _advance(self):
+        """Move to the next row and forget what it overwrites: its transitions, and those whose stacks reach back
+        into it (row pos + j keeps j - 1 rows before it)."""
+        self.pos = (self.pos + 1) % self.rows
         self.full = self.full or self.pos == 0
+        rows = (self.pos + np.arange(self.frame_stack)) % self.rows
+        row, env = np.nonzero(self.valid[rows] & (self.age[rows] >= np.arange(self.frame_stack)[:, None]))
+        self.valid[rows[row], env] = False
+        self.size -= len(row)
+        if self.prioritized and len(row):  # most steps forget nothing
+            self.tree[rows[row] * self.num_envs + env] = 0.0
+
+    def _end_episodes(self):
+        """After load() the world starts new episodes: the stored ones end as truncated (they had a future the
+        replay never saw), and the row ahead, holding their last next_obs, becomes their reset row."""
+        self._restart = False
+        if self.pos or self.full:
+            last = (self.pos - 1) % self.rows
+            self.truncated[last] |= self.valid[last] & ~self.terminated[last]
+            self._advance()
+            self.age[self.pos] = 0
 
     def __len__(self):
         return self.size
 
     def sample(self):
-        """A batch of n-step transitions, sampled uniformly from the valid ones held."""
-        assert self.size > 0, 'sample from an empty replay'
-        filled = self.rows if self.full else self.pos
-        t = self.rng.integers(filled, size=self.batch_size)
-        env = self.rng.integers(self.valid.shape[1], size=self.batch_size)
-        redraw = ~self.valid[t, env]
-        while redraw.any():  # reset steps are rare (one per episode): a redraw or two covers them
-            t[redraw] = self.rng.integers(filled, size=redraw.sum())
-            env[redraw] = self.rng.integers(self.valid.shape[1], size=redraw.sum())
-            redraw = ~self.valid[t, env]
+        """A batch of n-step transitions; prioritized, with importance-sampling weights and the samples' indices.
+        obs and next_obs may be views of one gathered tensor (with nstep 1 they share frames): read them, or
+        reshape them, but do not write into them in place."""
+        if self.size == 0:
+            raise ValueError('replay is empty: sample() needs a stored transition (learn_after >= 1)')
+        batch, filled = self.batch_size, (self.rows if self.full else self.pos) * self.num_envs
+        if self.prioritized:  # stratified: one draw from each of batch_size equal slices of the total priority
+            index = self.tree.find((np.arange(batch) + self.rng.random(batch)) * (self.tree.total / batch))
+        else:
+            index = self.rng.integers(filled, size=batch)
+        redraw = ~self.valid.reshape(-1)[index]
+        while redraw.any():  # reset rows (one per episode), forgotten rows, float rounding in the tree: rare
+            index[redraw] = (self.tree.find(self.rng.random(redraw.sum()) * self.tree.total) if self.prioritized
+                             else self.rng.integers(filled, size=redraw.sum()))
+            redraw = ~self.valid.reshape(-1)[index]
+        t, env = np.divmod(index, self.num_envs)
 
-        # the n rows after each sample, (B, n); row k counts if rows 0..k-1 did not end the episode and row k
-        # was written after t (the newest row is pos - 1; past it the ring holds older data, or nothing)
-        k = np.arange(self.nstep)
+        # the n rows from each sample, (B, n); row k counts if rows 0..k-1 did not end the episode and row k is
+        # stored (the newest transition is at pos - 1; past it the ring holds older data, or nothing)
+        k, e = np.arange(self.nstep), env[:, None]
         rows = (t[:, None] + k) % self.rows
-        ended = self.terminated[rows, env[:, None]] | self.truncated[rows, env[:, None]]
-        ended_before = np.cumsum(ended, axis=1) - ended > 0
-        written = k <= ((self.pos - 1 - t) % self.rows)[:, None]
-        counts = written & ~ended_before          # a prefix of each row of k
+        ended = self.terminated[rows, e] | self.truncated[rows, e]
+        counts = ((np.cumsum(ended, axis=1) - ended) == 0) & (k <= ((self.pos - 1 - t) % self.rows)[:, None])
         n = counts.sum(axis=1)                    # steps in each return, 1..nstep
-        last = rows[np.arange(self.batch_size), n - 1]
-
-        reward = (self.reward[rows, env[:, None]] * self.gamma ** k * counts).sum(axis=1)
+        last = (t + n - 1) % self.rows
+        reward = self.reward[rows, e]
+        if self.clip_reward is not None:  # Mnih et al. 2015 clip each step's reward for learning; logs stay raw
+            reward = np.clip(reward, -self.clip_reward, self.clip_reward)
+        reward = (reward * self.gamma ** k * counts).sum(axis=1)
         discount = self.gamma ** n * ~self.terminated[last, env]  # 0 past a termination; bootstrap otherwise
-        return Batch(obs=self._tensor(self.obs[t, env]), action=self._tensor(self.action[t, env]),
-                     reward=self._tensor(reward.astype(np.float32)),
-                     discount=self._tensor(discount.astype(np.float32)),
-                     next_obs=self._tensor(self.next_obs[last, env]))
+
+        # both stacks in one gather: the frame_stack rows ending at t, then those ending at the row after the return's
+        # last step; with nstep 1 that row is t + 1, whose stack is t's shifted by one row, so gathered as one more
+        back, stack = np.arange(self.frame_stack - 1, -1, -1), self.frame_stack
+        rows = [(row[:, None] - np.minimum(back, self.age[row, env][:, None])) % self.rows
+                for row in (t, (last + 1) % self.rows)]
+        rows, shift = ((rows[0], rows[1][:, -1:]), 1) if self.nstep == 1 else (rows, stack)
+        frames = torch.from_numpy(self.frame[np.concatenate(rows, axis=1), e])  # (B, shift + stack, *frame)
+        obs, next_obs = (frames[:, start:start + stack].reshape(batch, *self.obs_spec.shape).to(self.device)
+                         for start in (0, shift))
+
+        weight = None
+        if self.prioritized:  # (N P(i)) ** -beta over its largest in the batch, beta annealed to 1 (Schaul et al.)
+            beta = self.beta + (1 - self.beta) * min(self.samples / self.beta_steps, 1.0)
+            weight = (self.size * self.tree[index] / self.tree.total) ** -beta
+            weight = self._tensor((weight / weight.max()).astype(np.float32))
+        self.samples += 1
+        return Batch(obs=obs, action=self._tensor(self.action[t, env]), reward=self._tensor(reward.astype(np.float32)),
+                     discount=self._tensor(discount.astype(np.float32)), next_obs=next_obs, weight=weight,
+                     index=self._tensor(index) if self.prioritized else None)
+
+    def update_priorities(self, index, priority):
+        """Set sampled transitions' priorities to their |TD error| (index from Batch.index); a transition forgotten
+        since it was sampled keeps priority 0."""
+        if not self.prioritized:
+            raise ValueError('replay.prioritized=false: a uniform replay has no priorities to update')
+        index = torch.as_tensor(index).cpu().numpy()
+        priority = torch.as_tensor(priority).detach().abs().float().cpu().numpy() + 1e-6  # > 0: still sampled
+        index, priority = index[self.valid.reshape(-1)[index]], priority[self.valid.reshape(-1)[index]]
+        self.priority.reshape(-1)[index] = priority
+        self.tree[index] = self.priority.reshape(-1)[index] ** self.alpha  # from the stored float32, as load() does
+        self.max_priority = max(self.max_priority, float(priority.max(initial=0)))
 
     def _tensor(self, array):
-        return torch.as_tensor(array, device=self.device)
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def save(self, folder):
+        """Write the ring to folder: one memory-mappable .npy per array in a fresh data folder, then replay.json
+        naming it, swapped in by an atomic rename. A save killed midway leaves the previous replay loadable."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        data = Path(tempfile.mkdtemp(prefix='data-', dir=folder))
+        for name, array in (self._arrays().items() if self.frame is not None else ()):
+            np.save(data / f'{name}.npy', array)
+        specs = {key: {**asdict(spec), 'shape': list(spec.shape), 'dtype': str(spec.dtype).removeprefix('torch.')}
+                 for key, spec in (('obs_spec', self.obs_spec), ('action_spec', self.action_spec))}
+        state = dict(data=data.name, **specs, options=self.options, num_envs=getattr(self, 'num_envs', None),
+                     pos=self.pos, full=self.full, size=self.size, samples=self.samples, max_priority=self.max_priority)
+        temporary = folder / f'.replay.json.{os.getpid()}.tmp'
+        temporary.write_text(json.dumps(state, indent=1))
+        os.replace(temporary, folder / 'replay.json')
+        for old in folder.glob('.replay.json.*.tmp'):  # left by saves killed before their rename
+            old.unlink()
+        for old in folder.glob('data-*'):  # earlier saves, and those killed while writing their arrays
+            if old != data:
+                shutil.rmtree(old)
+
+    @classmethod
+    def load(cls, folder, **options):
+        """The replay save() wrote to folder, its arrays memory-mapped copy-on-write (the files never change).
+        options (device, seed, batch_size, nstep, ...) replace the saved ones, except what the data fixes."""
+        folder = Path(folder)
+        state = json.loads((folder / 'replay.json').read_text())
+        specs = {key: Spec(**{**state[key], 'shape': tuple(state[key]['shape']),
+                              'dtype': getattr(torch, state[key]['dtype'])}) for key in ('obs_spec', 'action_spec')}
+        fixed = {**{key: (spec.shape, spec.dtype) for key, spec in specs.items()},  # the bounds may differ
+                 'capacity': state['options']['capacity'], 'frame_stack': state['options']['frame_stack']}
+        for key, saved in fixed.items():
+            given = options.get(key, saved)
+            given = (tuple(given.shape), given.dtype) if isinstance(given, Spec) else given
+            if given != saved:
+                raise ValueError(f'replay.load: {folder} holds a replay with {key}={saved}, not {given}')
+        replay = cls(**{**state['options'], **specs, **options})
+        if state['num_envs'] is not None:
+            replay._allocate(state['num_envs'], {path.stem: np.load(path, mmap_mode='c').view(np.ndarray)
+                                                 for path in (folder / state['data']).glob('*.npy')})
+        for key in ('pos', 'full', 'size', 'samples', 'max_priority'):
+            setattr(replay, key, state[key])
+        replay._restart = True
+        return replay

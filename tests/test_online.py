@@ -1,0 +1,75 @@
+"""The online half of the loop through the real ML command: vector envs, stream, video, replays saved and loaded,
+offline learning, and the resume of an interrupted run with its replay."""
+import csv
+
+import pytest
+import torch
+
+from conftest import ml, run_dir
+from ML.cli import main
+
+QUICK = ['task=RL', 'progress=false', 'eval_episodes=2', 'learn_after=100', 'batch_size=16']
+
+
+def rows(path):
+    with open(path) as file:
+        return list(csv.DictReader(file))
+
+
+def cartpole(user_dir, **names):
+    return run_dir(user_dir, agent='DQN', suite='gym', task='CartPole-v1', **names)
+
+
+def replay_dir(user_dir, experiment='Exp'):
+    return user_dir / 'Datasets' / 'ReplayBuffer' / experiment / 'DQN' / 'gym' / 'CartPole-v1_1'
+
+
+def test_several_environments_step_together(user_dir):
+    main([*QUICK, 'num_envs=4', 'train_frames=800', 'eval_per_steps=null'])
+    evaluation = rows(cartpole(user_dir) / 'eval.csv')
+    assert int(evaluation[-1]['frame']) >= 800 and int(evaluation[-1]['step']) <= 800 // 4 + 20
+
+
+def test_stream_learns_from_each_step_without_a_replay(user_dir):
+    main([*QUICK, 'stream=true', 'train_frames=300', 'log_per_steps=50', 'eval_per_steps=null'])
+    train = rows(cartpole(user_dir) / 'train.csv')
+    assert train and all(row['loss'] for row in train[1:])
+    assert not (user_dir / 'Datasets').exists()
+
+
+def test_stream_refuses_a_replay_option(user_dir, capsys):
+    with pytest.raises(SystemExit):
+        main([*QUICK, 'stream=true', 'replay.save=true'])
+    assert 'stream=true learns without a replay' in capsys.readouterr().err
+
+
+def test_video_records_the_first_evaluation_episode(user_dir):
+    pytest.importorskip('moviepy')
+    pytest.importorskip('pygame')
+    main([*QUICK, 'video=true', 'train_steps=200', 'train_frames=null', 'eval_per_steps=100'])
+    media = sorted((cartpole(user_dir) / 'media').iterdir())
+    assert [path.name for path in media] == ['step-100.mp4', 'step-200.mp4']
+    assert all(path.stat().st_size > 1000 for path in media)
+
+
+def test_a_saved_replay_resumes_an_interrupted_run_and_feeds_offline_learning(user_dir):
+    main([*QUICK, 'train_frames=400', 'replay.save=true', 'eval_per_steps=null'])
+    saved = replay_dir(user_dir)
+    assert saved.is_dir() and any(saved.iterdir())
+    state = torch.load(user_dir / 'Checkpoints/Exp/DQN/gym/CartPole-v1_1.pt', weights_only=True)
+    assert state['counters']['frame'] == 400
+
+    # resume: the counters continue from the checkpoint and the replay comes back with them
+    main([*QUICK, 'train_frames=600', 'replay.save=true', 'load=true', 'eval_per_steps=null'])
+    assert int(rows(cartpole(user_dir) / 'eval.csv')[-1]['frame']) == 600
+
+    # offline: learning from the saved replay alone, never acting
+    main([*QUICK, 'offline=true', 'train_steps=30', 'train_frames=null', 'eval_per_steps=null'])
+    evaluation = rows(cartpole(user_dir) / 'eval.csv')
+    assert (evaluation[-1]['step'], evaluation[-1]['frame']) == ('30', str(30 * 16))  # frames: samples learned from
+
+
+def test_offline_without_a_saved_replay_says_how_to_make_one(user_dir):
+    result = ml(*QUICK, 'offline=true', 'experiment=Fresh', cwd=user_dir, check=False)
+    assert result.returncode == 1
+    assert "offline=true: no saved replay at" in result.stderr and 'replay.save=true' in result.stderr
