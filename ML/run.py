@@ -49,7 +49,8 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
         if acting:
             step = world.step(agent, counters)
             replay.add(step)
-            counters.frame += int(step.valid.sum())  # not the reset steps of gymnasium's autoreset
+            # frames as the field counts them (an Atari step is 4 emulator frames), not autoreset's reset steps
+            counters.frame += int(step.valid.sum()) * world.action_repeat
             counters.episode += len(step.episode_returns)
             episode_returns += step.episode_returns
 

@@ -94,8 +94,8 @@ def test_an_unknown_game_is_one_line_from_the_command(tmp_path):
 
 
 def test_dqn_trains_on_both_recipes_in_one_sweep(tmp_path):
-    # tiny budgets: 240 steps, learning from step 60; each evaluation episode cut at 400 frames (100 steps)
-    ml('-m', 'task=atari/pong,atari/breakout', 'train_frames=240', 'learn_after=60', 'replay.capacity=500',
+    # tiny budgets: 960 frames = 240 steps, learning from step 60; each evaluation episode cut at 400 frames
+    ml('-m', 'task=atari/pong,atari/breakout', 'train_frames=960', 'learn_after=60', 'replay.capacity=500',
        'batch_size=4', 'eval_episodes=1', 'env.max_episode_frames=400', 'log_per_steps=40', 'progress=false',
        cwd=tmp_path)
     for game, (random, human) in [('pong', (-20.7, 14.6)), ('breakout', (1.7, 30.5))]:

@@ -38,6 +38,7 @@ class Atari(gymnasium.Wrapper):
             raise ConfigError('env.game: Atari needs a game, e.g. env.game=pong')
         self.task = _canonical(game)      # 'space_invaders', whichever way the user spelled it
         self.frame_stack = frame_stack    # GymWorld reads it: observations hold this many frames
+        self.action_repeat = frame_skip   # GymWorld reads it: a step is this many emulator frames (Machado's unit)
         # frameskip=1 in the emulator so that AtariPreprocessing does the skipping and can max-pool the last two frames;
         # stickiness then applies to each emulator frame, as Machado et al. (2018) define it
         # obs_type='grayscale': the emulator's own frames are read in grayscale, a third of the RGB copy per frame

@@ -58,6 +58,7 @@ class GymWorld:
         self.suite = _attribute(self.eval_env, 'suite', 'gym')
         self.name = _attribute(self.eval_env, 'task', self.name)
         self.frame_stack = _attribute(self.eval_env, 'frame_stack', 1)
+        self.action_repeat = _attribute(self.eval_env, 'action_repeat', 1)  # frames per step: Atari 4, DMC 2
         self.obs_spec, self._obs_dtype = _obs_spec(self.envs.single_observation_space)
         self.action_spec, self._action_start = _action_spec(self.envs.single_action_space)
         self._obs, _ = self.envs.reset(seed=seed)  # sub-env i gets seed + i
