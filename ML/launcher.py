@@ -12,8 +12,9 @@ import torch
 import yaml
 
 from ML import run
-from ML.errors import CheckpointError, ConfigError, MLError, ShapeError
-from ML.language import build, compose
+from ML.builders import make_agent, make_replay, make_world
+from ML.errors import ConfigError
+from ML.language import compose
 from ML.records import checkpoints, provenance
 from ML.records.logger import Logger
 from ML.specs import Counters, Spec
@@ -64,7 +65,7 @@ def train(config: dict, live: dict = None):
              else world.action_spec}
     agent = make_agent(c, specs, cwd, device)
     paths = run_paths(cwd, c, type(agent).__name__, world)
-    replay = make_replay(c, world, device, paths)
+    replay = make_replay(c, world, device, paths.replay)
 
     counters = Counters()
     if c['load']:
@@ -160,100 +161,6 @@ def _seed(seed: int):
     torch.manual_seed(seed)
 
 
-def _name(value) -> str:
-    if isinstance(value, str):
-        return value.rsplit('.', 1)[-1] if '(' not in value else value
-    return getattr(value, '__name__', type(value).__name__)
-
-
-def _label(value) -> str:
-    """A value as the user wrote it, for messages."""
-    if isinstance(value, (list, tuple)):
-        return f"[{','.join(_label(v) for v in value)}]"
-    return value if isinstance(value, str) else _name(value)
-
-
-def _check_twins_used(c: dict):
-    """Arguments for something that is not built are never silently ignored."""
-    for key in ('Eyes', 'Scheduler', 'Agent', 'Dataset', 'Env'):
-        if c[key] is None and c[key.lower()]:
-            raise ConfigError(f'{key.lower()}.{next(iter(c[key.lower()]))}: {key} is null, so nothing takes it; '
-                              f'set {key}=... too')
-
-
-# ---- the builders ---------------------------------------------------------------------------------------------
-
-def make_world(c: dict, cwd: Path, device: str):
-    _check_twins_used(c)
-    if c['Env'] is not None and c['Dataset'] is not None:
-        raise ConfigError(f'Env={_name(c["Env"])} and Dataset={_name(c["Dataset"])}: give one; '
-                          f'for reinforcement learning use task=RL Env=...')
-    if c['Env'] is not None:
-        return make_env(c, cwd, device)
-    if c['Dataset'] is None:
-        raise ConfigError('Dataset and Env are both null: give Dataset=... (e.g. Digits) or task=RL Env=...')
-    if c['video']:
-        raise ConfigError(f'video=true: records evaluation episodes of an Env; Dataset={_name(c["Dataset"])} has none')
-    return make_dataset(c, cwd, device)
-
-
-def make_env(c: dict, cwd: Path, device: str):
-    import gymnasium
-    from ML.world.gym import GymWorld
-    env = c['Env']
-    if isinstance(env, str) and env not in gymnasium.registry and not env.rsplit('-v', 1)[-1].isdigit():
-        env = build.resolve(env, 'Env', cwd)  # a user's environment class by path
-    return GymWorld(env, num_envs=c['num_envs'], eval_episodes=c['eval_episodes'], seed=c['seed'], device=device,
-                    video=c['video'], **c['env'])
-
-
-def make_dataset(c: dict, cwd: Path, device: str):
-    from ML.world.datasets import DatasetWorld, split
-    value = c['Dataset']
-    target = build.resolve(value, 'Dataset', cwd) if isinstance(value, str) else value
-    fill = {'root': str(cwd / 'Datasets'), 'download': True}
-    try:
-        if build._is_built(target) and 'train' in (build._parameters(target) or {}):
-            train, test = (build.build('Dataset', target, c['dataset'], cwd=cwd, fill={**fill, 'train': flag})
-                           for flag in (True, False))
-        else:
-            train, test = split(build.build('Dataset', target, c['dataset'], cwd=cwd, fill=fill),
-                                c['test_split'], c['seed'])
-    except (OSError, RuntimeError) as error:
-        raise MLError(f'Dataset={_name(value)}: could not load it ({str(error).strip().splitlines()[0]})') from error
-    return DatasetWorld(train, test, name=_name(value), batch_size=c['batch_size'], device=device, seed=c['seed'])
-
-
-def make_agent(c: dict, specs: dict, cwd: Path, device: str):
-    """Eyes -> Model sized to the data, the optimizer, then the agent that holds them."""
-    obs_spec = specs['obs_spec']
-    out_spec = specs.get('label_spec') or specs.get('action_spec')
-    eyes = build.build('Eyes', c['Eyes'] if c['Eyes'] is not None else 'Identity', c['eyes'], cwd=cwd,
-                       in_shape=obs_spec.shape)
-    features = build.output_shape('Eyes', eyes, obs_spec.shape)
-    model = build.build('Model', c['Model'], c['model'], cwd=cwd, in_shape=features, out_shape=out_spec.head_shape)
-    produced, expected = build.output_shape('Model', model, features), tuple(out_spec.head_shape)
-    if produced != expected:
-        what = f'{out_spec.n} classes or actions' if out_spec.discrete else 'the targets'
-        hint = '; flatten first: Model=[nn.Flatten(),...]' if len(produced) > len(expected) else ''
-        raise ShapeError(f'Model={_label(c["Model"])}: outputs shape {produced} from input {features}; '
-                         f'expected {expected} ({what}){hint}')
-    optim = build.build('Optim', c['Optim'], c['optim'], cwd=cwd, partial=True)
-    scheduler = build.build('Scheduler', c['Scheduler'], c['scheduler'], cwd=cwd, partial=True) \
-        if c['Scheduler'] is not None else None
-    agent_name = c['Agent'] or default_agent(specs)
-    agent = build.build('Agent', agent_name, c['agent'], cwd=cwd, fill={
-        'eyes': eyes.to(device), 'model': model.to(device), 'optim': optim, 'scheduler': scheduler, **specs})
-    return agent.to(device)
-
-
-def default_agent(specs: dict) -> str:
-    """The learner a task gets when it names none: by what it learns to output."""
-    if 'label_spec' in specs:
-        return 'Classifier'
-    return 'DQN' if specs['action_spec'].discrete else 'DrQV2'
-
-
 class RunPaths(NamedTuple):
     folder: Path       # Benchmarking/<experiment>/<Agent>/<suite>/<task>_<seed>/: config, logs, status, media
     checkpoint: Path   # Checkpoints/<experiment>/<Agent>/<suite>/<task>_<seed>.pt
@@ -265,37 +172,6 @@ def run_paths(cwd: Path, c: dict, agent_name: str, world) -> RunPaths:
     run = f'{_safe(world.name)}_{c["seed"]}'
     return RunPaths(cwd / 'Benchmarking' / where / run, cwd / 'Checkpoints' / where / f'{run}.pt',
                     cwd / 'Datasets' / 'ReplayBuffer' / where / run)
-
-
-def make_replay(c: dict, world, device: str, paths: RunPaths):
-    """The dataset itself offline; online a replay (new, or saved earlier), or no replay at all with stream=true."""
-    if not world.online:
-        if c['stream']:
-            raise ConfigError('stream=true: learns from an environment\'s steps as they come; a Dataset has none')
-        return world.replay
-    options = c['replay']
-    if c['stream']:
-        if c['offline'] or options['save'] or options['load'] or options['prioritized']:
-            raise ConfigError('stream=true learns without a replay: drop offline, replay.save, replay.load and '
-                              'replay.prioritized')
-        from ML.world.stream import Stream
-        return Stream(gamma=options['gamma'], device=device)
-    from ML.world.replay import Replay
-    learning = dict(batch_size=c['batch_size'], nstep=options['nstep'], gamma=options['gamma'], device=device,
-                    seed=c['seed'], clip_reward=options['clip_reward'], prioritized=options['prioritized'],
-                    alpha=options['alpha'], beta=options['beta'], beta_steps=options['beta_steps'])
-    resuming = c['load'] and options['save'] and paths.replay.is_dir()  # the replay saved with the checkpoint
-    from_disk = options['load'] or c['offline'] or resuming
-    if from_disk and not paths.replay.is_dir():
-        key = 'offline=true' if c['offline'] else 'replay.load=true'
-        raise CheckpointError(f'{key}: no saved replay at {paths.replay}; save one with replay.save=true')
-    try:
-        if from_disk:
-            return Replay.load(paths.replay, **learning)  # what the saved data fixes (capacity, stacking) stays
-        return Replay(world.obs_spec, world.action_spec, capacity=options['capacity'], frame_stack=world.frame_stack,
-                      **learning)
-    except ValueError as error:  # the replay refuses impossible options (or a saved one that differs), naming the key
-        raise ConfigError(str(error)) from error
 
 
 def load_agent(path_or_words, **hyperparams):
