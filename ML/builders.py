@@ -46,9 +46,16 @@ def make_env(c: dict, cwd: Path, device: str):
     from ML.world.gym import GymWorld
     env = c['Env']
     if isinstance(env, str) and env not in gymnasium.registry and not env.rsplit('-v', 1)[-1].isdigit():
-        env = build.resolve(env, 'Env', cwd)  # a user's environment class by path
-    return GymWorld(env, num_envs=c['num_envs'], eval_episodes=c['eval_episodes'], seed=c['seed'], device=device,
-                    video=c['video'], **c['env'])
+        env = build.resolve(env, 'Env', cwd)  # a built-in suite or a user's environment class, by path
+    if not isinstance(env, str):
+        build.check_arguments('Env', env, c['env'])
+    try:
+        return GymWorld(env, num_envs=c['num_envs'], eval_episodes=c['eval_episodes'], seed=c['seed'],
+                        device=device, video=c['video'], **c['env'])
+    except TypeError as error:  # gymnasium.make hands env.* to the environment's constructor
+        if 'argument' not in str(error):
+            raise
+        raise ConfigError(f'Env={_label(c["Env"])} with env.*={c["env"]}: {error}') from error
 
 
 def make_dataset(c: dict, cwd: Path, device: str):

@@ -114,11 +114,7 @@ def _call(key, value, target, args, in_shape, out_shape, fill, partial):
     parameters = _parameters(target)
     if parameters is None:
         return target if partial else target(**args)
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-    for arg in args:
-        if arg not in parameters and not takes_any:
-            raise ConfigError(f'{key.lower()}.{arg}: {name} takes no argument {arg!r}'
-                              f'{did_you_mean(arg, parameters)}')
+    check_arguments(key, target, args)
     supplied = {**infer_shapes(parameters, in_shape, out_shape),
                 **{k: v for k, v in fill.items() if k in parameters}, **args}  # the user's value wins
     required = [p.name for p in parameters.values()
@@ -137,6 +133,17 @@ def _call(key, value, target, args, in_shape, out_shape, fill, partial):
             raise
         raise ConfigError(f'{key}={value if isinstance(value, str) else name}: {error}; '
                           f'give them as {key.lower()}.<name>=...') from error
+
+
+def check_arguments(key: str, target, args: dict):
+    """Every argument in args is one the target's signature takes (or it takes **kwargs), else a ConfigError."""
+    parameters = _parameters(target)
+    if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    name = getattr(target, '__name__', type(target).__name__)
+    for arg in args:
+        if arg not in parameters:
+            raise ConfigError(f'{key.lower()}.{arg}: {name} takes no argument {arg!r}{did_you_mean(arg, parameters)}')
 
 
 def output_shape(key: str, module, in_shape) -> tuple:

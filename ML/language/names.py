@@ -12,6 +12,8 @@ SHORT_NAMES = {
     'Classifier': 'ML.agents.classifier.Classifier',
     'DQN': 'ML.agents.dqn.DQN',
     'DrQV2': 'ML.agents.drqv2.DrQV2',
+    'DrQV2Encoder': 'ML.agents.drqv2.Encoder',
+    'DrQV2Actor': 'ML.agents.drqv2.Actor',
     # environment suites
     'Atari': 'ML.world.atari.Atari',
     'DMC': 'ML.world.dmc.DMC',
@@ -27,6 +29,10 @@ SHORT_NAMES = {
     'AdamW': 'torch.optim.AdamW',
     'SGD': 'torch.optim.SGD',
 }
+
+# The optional installs (setup.py extras) that bring the modules some short names need.
+EXTRAS = {'ale_py': 'atari', 'cv2': 'atari', 'dm_control': 'dmc', 'mujoco': 'dmc', 'moviepy': 'video',
+          'pygame': 'video'}
 
 # Modules a dotted path or a code value may start from without importing them by full name (`nn.Linear`, `F.relu`).
 SCOPE_MODULES = {'torch': 'torch', 'nn': 'torch.nn', 'F': 'torch.nn.functional'}

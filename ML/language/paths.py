@@ -15,13 +15,13 @@ from pathlib import Path
 from hydra._internal.utils import _locate  # what hydra.utils.get_object uses, without its error log
 
 from ML.errors import ConfigError, PathError, did_you_mean
-from ML.language.names import SCOPE_MODULES, SHORT_NAMES
+from ML.language.names import EXTRAS, SCOPE_MODULES, SHORT_NAMES
 
 
 def resolve(name: str, key: str, cwd: Path):
     """The object `key=name` means."""
     if name in SHORT_NAMES:
-        return _locate(SHORT_NAMES[name])
+        return _short_name(name, key)
     if '(' in name:
         return evaluate(name, key, cwd)
 
@@ -34,12 +34,13 @@ def resolve(name: str, key: str, cwd: Path):
         return _attribute(import_file(path, path.stem), attributes.lstrip('.'), key, name, [f'{path}'])
 
     parts = name.split('.')
-    for i in range(len(parts) - 1, 0, -1):  # the longest file prefix first: pkg.File.Model -> ./pkg/File.py
+    for i in range(len(parts) - 1, 0 if parts[0] != 'ML' else len(parts), -1):  # ML.* is always the package  # the longest file prefix first: pkg.File.Model -> ./pkg/File.py
         path = cwd.joinpath(*parts[:i]).with_suffix('.py')
         if path.is_file():
             module = import_file(path, '.'.join(parts[:i]))
             return _attribute(module, '.'.join(parts[i:]), key, name, tried)
-    tried.append(f'./{parts[0]}.py (no such file)')
+    if parts[0] != 'ML':
+        tried.append(f'./{parts[0]}.py (no such file)')
 
     if parts[0] in SCOPE_MODULES:
         module = importlib.import_module(SCOPE_MODULES[parts[0]])
@@ -54,6 +55,17 @@ def resolve(name: str, key: str, cwd: Path):
             tried.append(f'importable path ({_last_line(error)})')
     tried.append(f'short names{did_you_mean(name, SHORT_NAMES)}')
     raise PathError(f"{key}={name}: not found; tried {'; '.join(tried)}")
+
+
+def _short_name(name: str, key: str):
+    """A built-in short name; one whose optional install is missing says which to install."""
+    try:
+        return _locate(SHORT_NAMES[name])
+    except ImportError as error:
+        missing = getattr(error.__cause__ or error, 'name', None) or _last_line(error)
+        extra = EXTRAS.get(str(missing).split('.')[0])
+        fix = f"pip install 'ML[{extra}]'" if extra else 'install what it needs'
+        raise PathError(f'{key}={name}: cannot import {missing} ({fix})') from error
 
 
 def _attribute(module, attributes: str, key: str, name: str, tried: list):
