@@ -34,12 +34,18 @@ def test_the_readme_has_examples():
     assert {'Run.py', 'my_recipe.yaml'} <= set(FILES) and len(COMMANDS) > 20 and PYTHON
 
 
+def suite(line: str):
+    """Which environment suite a README line trains on, if any: its evaluation episodes are cut short here."""
+    return next((name for name in ('atari', 'dmc') if name in line.lower()), None)
+
+
 @pytest.mark.parametrize('line', COMMANDS)
 def test_every_command_in_the_readme_runs(line, readme_dir, monkeypatch, capsys):
     monkeypatch.chdir(readme_dir)
     allow_fake_cifar(monkeypatch)
     words = shlex.split(line, comments=True)[1:]
-    short_episodes = ['eval_episodes=1', 'env.max_episode_frames=400'] if 'atari' in line.lower() else []
+    short_episodes = {'atari': ['eval_episodes=1', 'env.max_episode_frames=400'],
+                      'dmc': ['eval_episodes=1', 'env.episode_length=40']}.get(suite(line), [])
     main([*words, *FAST, *short_episodes])
     output = capsys.readouterr().out
     assert output.strip(), f'{line} printed nothing'
