@@ -1,14 +1,18 @@
 """Deep Q-learning (Mnih et al. 2015, "Human-level control through deep reinforcement learning") with double Q
-(van Hasselt et al. 2016), a Huber loss and gradient clipping; its loss is written out in learn().
+(van Hasselt et al. 2016), an optional dueling head (Wang et al. 2016), a Huber loss, gradient clipping and
+prioritized replay's importance weights (Schaul et al. 2016); its loss is written out in learn().
 
-The exploration defaults are rl-baselines3-zoo's tuned CartPole-v1 DQN (hyperparams/dqn.yml: epsilon falls to
-0.04 over the first 8k frames; lr 2.3e-3, batch 64, 0.5 updates per frame); cleanrl's dqn.py (lr 2.5e-4, epsilon
-over 250k frames, target every 500 steps) is set for 500k frames. The target refresh was measured here: with Adam at
-lr 1e-3, a 128x128 MLP, batch 128 and one update every 4 frames, 10k CartPole frames reach greedy returns of
-160-320 over 12 seeds in ~5 s on one CPU thread (tests/test_rl.py runs seed 1). Atari wants its own recipe
-(Mnih et al. 2015: epsilon over 1M frames, target every 10k updates).
+The engine builds `model` with one output per action. Plain DQN reads those outputs as Q-values. With
+dueling=True they are the advantage stream A, and the agent adds a value stream V beside it on the eyes' features:
+one hidden layer of 512 ReLUs, the width of Wang et al.'s streams on Atari. The eyes are the torso both streams
+share, so on a vector observation with Eyes=null the two streams share nothing.
+
+The exploration defaults are rl-baselines3-zoo's tuned CartPole-v1 DQN (hyperparams/dqn.yml: epsilon falls to 0.04
+over the first 8k frames); Hyperparams/task/RL.yaml holds the rest of that recipe and its measured returns. Atari
+wants its own recipe (Mnih et al. 2015: epsilon over 1M frames, a target refresh every 10k updates).
 """
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -17,30 +21,62 @@ from torch import nn
 from ML.errors import ConfigError
 
 
+class QNetwork(nn.Module):
+    """(B, *obs) -> (B, num_actions): Q = model(eyes(obs)), or with a value stream Q = V + A - mean(A)."""
+
+    def __init__(self, eyes: nn.Module, model: nn.Module, value: nn.Module = None):
+        super().__init__()
+        self.eyes, self.model, self.value = eyes, model, value
+
+    def forward(self, obs):
+        # pixels (Atari, DMC) come as uint8, which keeps the replay 4x smaller; the network sees them in [0, 1]
+        obs = obs.float() / 255 if obs.dtype == torch.uint8 else obs
+        features = self.eyes(obs)
+        advantage = self.model(features)  # (B, num_actions)
+        if self.value is None:
+            return advantage
+        # subtracting the mean advantage makes V and A identifiable (Wang et al. 2016, eq. 9)
+        return self.value(features) + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+def value_stream(eyes: nn.Module, obs_shape, hidden=512) -> nn.Module:
+    """Dueling's V: eyes' features -> (B, 1). Their shape comes from a dummy batch through eyes in eval mode."""
+    was_training, device = eyes.training, next(eyes.parameters(), torch.empty(0)).device
+    with torch.no_grad():
+        features = eyes.eval()(torch.zeros(1, *obs_shape, device=device)).shape[1:]
+    eyes.train(was_training)
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(features), hidden), nn.ReLU(),
+                         nn.Linear(hidden, 1)).to(device)
+
+
 class DQN(nn.Module):
     def __init__(self, eyes: nn.Module, model: nn.Module,
                  optim,                        # optim(parameters) -> torch.optim.Optimizer, e.g. Adam with lr 1e-3
-                 action_spec,                  # a discrete Spec: the Q net outputs action_spec.n values
+                 action_spec,                  # a discrete Spec: model outputs action_spec.n values
+                 obs_spec=None,                # the observation's Spec; dueling needs it to size the value stream
                  scheduler=None,               # scheduler(optimizer) -> an LR scheduler stepped once per update
+                 dueling=False,                # Q = V + A - mean(A), with model as A (Wang et al. 2016)
+                 double=True,                  # pick the next action with the online net, value it with the target
                  target_tau=1.0,               # how far the target moves to the online net per refresh; 1 = a copy
-                 target_update_per_steps=250,  # loop steps (counters.step) between target refreshes; checked
-                                               # when learn runs, so keep it a multiple of how often that is
+                 target_update_per_steps=256,  # loop steps (counters.step) between target refreshes; checked
+                                               # when learn runs, so keep it a multiple of learn_per_steps
                  epsilon_start=1.0,            # exploration: chance of a random action at frame 0 ...
                  epsilon_end=0.04,             # ... falling linearly to this ...
                  epsilon_frames=8_000,         # ... by this frame (counters.frame), then held
-                 double=True,                  # pick the next action with the online net, value it with the target
                  max_grad_norm=10.0):          # clip the gradient's global L2 norm (cleanrl and SB3 use 10)
         super().__init__()
         if not action_spec.discrete:
             raise ConfigError(f'Agent=DQN picks among discrete actions; this env acts in {action_spec}')
+        if dueling and obs_spec is None:
+            raise ConfigError('agent.dueling=true sizes its value stream from obs_spec; give DQN the obs_spec')
         self.num_actions = action_spec.n
-        self.q = nn.Sequential(eyes, model)  # (B, *obs) -> (B, num_actions)
+        self.q = QNetwork(eyes, model, value_stream(eyes, obs_spec.shape) if dueling else None)
         self.target_q = copy.deepcopy(self.q).requires_grad_(False).eval()
         self.optim = optim(self.q.parameters())
         self.scheduler = scheduler(self.optim) if scheduler is not None else None
-        self.target_tau, self.target_update_per_steps = target_tau, target_update_per_steps
+        self.double, self.target_tau, self.target_update_per_steps = double, target_tau, target_update_per_steps
         self.epsilon_start, self.epsilon_end, self.epsilon_frames = epsilon_start, epsilon_end, epsilon_frames
-        self.double, self.max_grad_norm = double, max_grad_norm
+        self.max_grad_norm = max_grad_norm
 
     def train(self, mode=True):
         super().train(mode)
@@ -78,7 +114,11 @@ class DQN(nn.Module):
 
         # the Huber loss keeps the gradient of large TD errors bounded (Mnih et al. 2015, "Methods")
         q = self.q(batch.obs).gather(1, batch.action.long().view(-1, 1)).squeeze(1)
-        loss = F.smooth_l1_loss(q, target)
+        loss = F.smooth_l1_loss(q, target, reduction='none')  # (B,)
+        if batch.weight is not None:
+            # prioritized replay samples by priority; its importance weights undo that bias (Schaul et al. 2016, 3.4)
+            loss = loss * batch.weight
+        loss = loss.mean()
 
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
@@ -95,5 +135,8 @@ class DQN(nn.Module):
                 for online, target_buffer in zip(self.q.buffers(), self.target_q.buffers()):
                     target_buffer.copy_(online)  # running statistics (batch norm) are copied, not averaged
 
-        return {'loss': loss.item(), 'q': q.mean().item(), 'grad_norm': grad_norm.item(),
-                'epsilon': self.epsilon(counters.frame)}
+        metrics = {'loss': loss.item(), 'q': q.mean().item(), 'grad_norm': grad_norm.item(),
+                   'epsilon': self.epsilon(counters.frame)}
+        if batch.weight is not None:
+            metrics['priority'] = (target - q).abs().detach()  # (B,) |TD error|: the replay's new priorities
+        return metrics
