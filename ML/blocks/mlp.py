@@ -18,7 +18,8 @@ class MLP(nn.Module):
 
         layers, width = [nn.Flatten()], math.prod(in_shape)
         for _ in range(depth):
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout)]
+            # no Dropout layer at p=0: it would do nothing but cost a module call on every forward
+            layers += [nn.Linear(width, hidden), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
             width = hidden
         self.body = nn.Sequential(*layers)
         self.head = None if out_shape is None else nn.Linear(width, math.prod(self.out_shape))
