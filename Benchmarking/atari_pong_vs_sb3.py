@@ -1,6 +1,6 @@
-"""ML's DQN against stable-baselines3's on Atari Pong: environment frames per second with learning on, one torch thread.
+"""ML's DQN against stable-baselines3's on Atari Pong: agent steps per second with learning on, one torch thread.
 
-    python Benchmarking/atari_pong_vs_sb3.py [--frames 4000] [--rounds 3]
+    python Benchmarking/atari_pong_vs_sb3.py [--steps 4000] [--rounds 3]
 
 Both sides run the same work: Pong with sticky actions 0.25, 4 frames per step max-pooled, 84x84 grayscale, a stack
 of 4, up to 30 no-op starts (ML's Atari; SB3's AtariWrapper without its life-loss signal); the Nature CNN and 512
@@ -8,9 +8,9 @@ hidden units; Adam at 1e-4, batch 32, one update every 4 steps after the first 1
 no double Q, a 100k replay, and rewards clipped to [-1, 1]. Epsilon is held at 0.01 on both sides, as after
 exploration (most of a run): SB3 skips the network on a random action, so a high epsilon would time less work there.
 
-A "frame" is one agent step (4 emulator frames), as SB3 counts timesteps. The rounds interleave the two, so a
-disturbance of this shared machine hits both; each figure is printed with the CPU pressure (/proc/pressure/cpu,
-avg10) at the time, and the summary takes medians. Each side is timed from its first learning step to its last step,
+Both are counted in agent steps (4 emulator frames each), as SB3 counts timesteps (ML's frames / 4). The rounds
+interleave the two, so a disturbance of this shared machine hits both; each figure is printed with the CPU pressure
+(/proc/pressure/cpu, avg10) at the time, and the summary takes medians. Each side is timed from its first learning step to its last step,
 so start-up and the first 1000 steps of filling the replay are not counted: SB3 by a callback, ML from its own
 train.csv (the rows that carry a loss).
 """
@@ -37,7 +37,7 @@ def pressure() -> str:
 
 
 def through_sb3(frames: int) -> float:
-    """SB3's DQN with its CnnPolicy (NatureCNN) on its AtariWrapper. Returns frames per second while learning."""
+    """SB3's DQN with its CnnPolicy (NatureCNN) on its AtariWrapper. Returns agent steps per second while learning."""
     import ale_py
     import gymnasium
     from stable_baselines3 import DQN
@@ -71,19 +71,21 @@ def through_sb3(frames: int) -> float:
 
 
 def through_ml(frames: int, folder: Path) -> float:
-    """`ML task=atari/pong` with the same settings. Returns frames per second while learning."""
-    ML.launch('task=atari/pong', f'train_frames={frames}', f'learn_after={LEARN_AFTER}',
+    """`ML task=atari/pong` with the same settings. Returns agent steps per second while learning."""
+    ML.launch('task=atari/pong', f'train_frames={4 * frames}', f'learn_after={LEARN_AFTER}',  # ML counts emulator
+              # frames (4 a step), SB3 agent steps
               f'replay.capacity={REPLAY}', 'agent.epsilon_start=0.01', f'agent.target_update_per_steps={TARGET_EVERY}',
               'eval_per_steps=null', 'eval_episodes=1', 'log_per_steps=250', 'save=false', 'progress=false',
               'device=cpu')
     with open(folder / 'Benchmarking/Exp/DQN/atari/pong_1/train.csv') as file:
         rows = [row for row in csv.DictReader(file) if row.get('loss')]
-    return (int(rows[-1]['frame']) - int(rows[0]['frame'])) / (float(rows[-1]['time']) - float(rows[0]['time']))
+    steps = (int(rows[-1]['frame']) - int(rows[0]['frame'])) / 4
+    return steps / (float(rows[-1]['time']) - float(rows[0]['time']))
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--frames', type=int, default=4000)
+    parser.add_argument('--steps', type=int, default=4000)
     parser.add_argument('--rounds', type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -91,12 +93,12 @@ def main():
     os.chdir(folder)
     theirs, ours = [], []
     for round in range(args.rounds):
-        theirs.append(through_sb3(args.frames))
-        print(f'round {round}: SB3 {theirs[-1]:6.1f} frames/s  ({pressure()})', flush=True)
-        ours.append(through_ml(args.frames, folder))
-        print(f'round {round}: ML  {ours[-1]:6.1f} frames/s  ({pressure()})', flush=True)
+        theirs.append(through_sb3(args.steps))
+        print(f'round {round}: SB3 {theirs[-1]:6.1f} steps/s  ({pressure()})', flush=True)
+        ours.append(through_ml(args.steps, folder))
+        print(f'round {round}: ML  {ours[-1]:6.1f} steps/s  ({pressure()})', flush=True)
     s, m = statistics.median(theirs), statistics.median(ours)
-    print(f'median over {args.rounds} rounds of {args.frames} frames: SB3 {s:.1f} frames/s, ML {m:.1f} frames/s, '
+    print(f'median over {args.rounds} rounds of {args.steps} agent steps: SB3 {s:.1f} steps/s, ML {m:.1f} steps/s, '
           f'ratio ML/SB3 {m / s:.3f}')
 
 

@@ -73,3 +73,54 @@ def test_offline_without_a_saved_replay_says_how_to_make_one(user_dir):
     result = ml(*QUICK, 'offline=true', 'experiment=Fresh', cwd=user_dir, check=False)
     assert result.returncode == 1
     assert "offline=true: no saved replay at" in result.stderr and 'replay.save=true' in result.stderr
+
+
+USER_ENV_AND_AGENT = '''
+import gymnasium
+import numpy as np
+import torch
+from torch import nn
+
+
+class Corridor(gymnasium.Env):
+    """Walk right to the end of a corridor: reward 1 there, and the episode ends."""
+
+    def __init__(self, length=5):
+        self.length, self.position = length, 0
+        self.observation_space = gymnasium.spaces.Box(0, length, (1,), np.float32)
+        self.action_space = gymnasium.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.position = 0
+        return np.array([self.position], np.float32), {}
+
+    def step(self, action):
+        self.position = max(0, self.position + (1 if action == 1 else -1))
+        done = self.position == self.length
+        return np.array([self.position], np.float32), float(done), done, False, {}
+
+
+class Right(nn.Module):
+    """An agent of the user's: always right; learns nothing but counts its batches."""
+
+    def __init__(self, eyes, model, action_spec, bias=1.0):
+        super().__init__()
+        self.net, self.bias, self.batches = nn.Sequential(eyes, model), bias, 0
+
+    def act(self, obs, counters, greedy=False):
+        return torch.ones(len(obs), dtype=torch.int64)
+
+    def learn(self, batch, counters):
+        self.batches += 1
+        return {'batches': self.batches, 'reward': batch.reward.mean().item()}
+'''
+
+
+def test_a_users_environment_and_agent_by_path(user_dir):
+    (user_dir / 'Mine.py').write_text(USER_ENV_AND_AGENT)
+    main([*QUICK, 'Env=Mine.Corridor', 'env.length=3', 'Agent=Mine.Right', 'agent.bias=2', 'train_frames=200',
+          'learn_after=10', 'eval_per_steps=null', 'log_per_steps=50'])
+    folder = run_dir(user_dir, agent='Right', suite='gym', task='Corridor')
+    assert float(rows(folder / 'eval.csv')[-1]['return']) == 1.0  # always right: every episode reaches the end
+    assert float(rows(folder / 'train.csv')[-1]['batches']) > 100
