@@ -25,15 +25,9 @@ from pathlib import Path
 import torch
 
 import ML
+from common import pressure  # Benchmarking/common.py, beside this script
 
 LEARN_AFTER, REPLAY, TARGET_EVERY = 1000, 100_000, 1000
-
-
-def pressure() -> str:
-    try:
-        return Path('/proc/pressure/cpu').read_text().split()[1]  # 'avg10=...'
-    except OSError:
-        return 'avg10=n/a'
 
 
 def through_sb3(frames: int) -> float:

@@ -26,15 +26,9 @@ import time
 from pathlib import Path
 
 import yaml
+from common import pressure  # Benchmarking/common.py, beside this script
 
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
-
-
-def pressure() -> str:
-    try:
-        return Path('/proc/pressure/cpu').read_text().split()[1]  # 'avg10=...'
-    except OSError:
-        return 'avg10=n/a'
 
 
 def ml(*overrides, cwd: Path) -> Path:

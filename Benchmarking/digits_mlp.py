@@ -20,13 +20,7 @@ from torch.nn import functional as F
 import ML
 from ML.blocks.mlp import MLP
 from ML.world.datasets import Digits, split
-
-
-def pressure() -> str:
-    try:
-        return Path('/proc/pressure/cpu').read_text().split()[1]  # 'avg10=...'
-    except OSError:
-        return 'avg10=n/a'
+from common import pressure  # Benchmarking/common.py, beside this script
 
 
 def hand_written(steps: int, batch_size: int = 256) -> float:

@@ -13,7 +13,6 @@ The full-size run holds about 9 GB (SB3 5.6 GB, SB3 optimized 2.8 GB, ML 0.7 GB)
 import argparse
 import statistics
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import gymnasium
@@ -24,15 +23,9 @@ from stable_baselines3.common.buffers import ReplayBuffer
 
 from ML.specs import Spec
 from ML.world.replay import Replay
+from common import pressure  # Benchmarking/common.py, beside this script
 
 STACK, EPISODE = 4, 1000
-
-
-def pressure() -> str:
-    try:
-        return Path('/proc/pressure/cpu').read_text().split()[1]  # 'avg10=...'
-    except OSError:
-        return 'avg10=n/a'
 
 
 def stream(capacity):
