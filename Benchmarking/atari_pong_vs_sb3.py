@@ -10,22 +10,18 @@ exploration (most of a run): SB3 skips the network on a random action, so a high
 
 Both are counted in agent steps (4 emulator frames each), as SB3 counts timesteps (ML's frames / 4). The rounds
 interleave the two, so a disturbance of this shared machine hits both; each figure is printed with the CPU pressure
-(/proc/pressure/cpu, avg10) at the time, and the summary takes medians. Each side is timed from its first learning step to its last step,
-so start-up and the first 1000 steps of filling the replay are not counted: SB3 by a callback, ML from its own
-train.csv (the rows that carry a loss).
+(/proc/pressure/cpu, avg10) at the time, and the summary takes medians. Each side is timed from its first learning
+step to its last step, so start-up and the first 1000 steps of filling the replay are not counted: SB3 by a
+callback, ML from its own train.csv (the rows that carry a loss).
 """
 import argparse
 import csv
-import os
-import statistics
-import tempfile
 import time
 from pathlib import Path
 
-import torch
 
 import ML
-from common import pressure  # Benchmarking/common.py, beside this script
+from common import interleave, workspace  # Benchmarking/common.py, beside this script
 
 LEARN_AFTER, REPLAY, TARGET_EVERY = 1000, 100_000, 1000
 
@@ -82,16 +78,10 @@ def main():
     parser.add_argument('--steps', type=int, default=4000)
     parser.add_argument('--rounds', type=int, default=3)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    folder = Path(tempfile.mkdtemp(prefix='ML-bench-'))
-    os.chdir(folder)
-    theirs, ours = [], []
-    for round in range(args.rounds):
-        theirs.append(through_sb3(args.steps))
-        print(f'round {round}: SB3 {theirs[-1]:6.1f} steps/s  ({pressure()})', flush=True)
-        ours.append(through_ml(args.steps, folder))
-        print(f'round {round}: ML  {ours[-1]:6.1f} steps/s  ({pressure()})', flush=True)
-    s, m = statistics.median(theirs), statistics.median(ours)
+    folder = workspace()
+    medians = interleave({'SB3': lambda: through_sb3(args.steps), 'ML': lambda: through_ml(args.steps, folder)},
+                         args.rounds, 'steps/s')
+    s, m = medians['SB3'], medians['ML']
     print(f'median over {args.rounds} rounds of {args.steps} agent steps: SB3 {s:.1f} steps/s, ML {m:.1f} steps/s, '
           f'ratio ML/SB3 {m / s:.3f}')
 

@@ -1,5 +1,10 @@
-"""What every benchmark here shares: how loaded this machine's CPU is while a figure is taken."""
+"""What the benchmarks here share: a quiet workspace, interleaved rounds, and the CPU pressure beside each figure."""
+import os
+import statistics
+import tempfile
 from pathlib import Path
+
+import torch
 
 
 def pressure() -> str:
@@ -8,3 +13,23 @@ def pressure() -> str:
         return Path('/proc/pressure/cpu').read_text().split()[1]
     except OSError:
         return 'avg10=n/a'
+
+
+def workspace() -> Path:
+    """One torch thread (what the peers are measured with) and a fresh temporary directory, made current, for the
+    runs' outputs."""
+    torch.set_num_threads(1)
+    folder = Path(tempfile.mkdtemp(prefix='ML-bench-'))
+    os.chdir(folder)
+    return folder
+
+
+def interleave(sides: dict, rounds: int, unit: str) -> dict:
+    """Runs each side once a round, in turn, so a disturbance of this shared machine hits all of them; prints each
+    figure beside the CPU pressure and returns each side's median."""
+    figures, width = {name: [] for name in sides}, max(map(len, sides))
+    for round in range(rounds):
+        for name, side in sides.items():
+            figures[name].append(side())
+            print(f'round {round}: {name:<{width}} {figures[name][-1]:8.1f} {unit}  ({pressure()})', flush=True)
+    return {name: statistics.median(values) for name, values in figures.items()}

@@ -9,8 +9,6 @@ own train.csv (steps between its first and last log row over the time between th
 """
 import argparse
 import csv
-import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from torch.nn import functional as F
 import ML
 from ML.blocks.mlp import MLP
 from ML.world.datasets import Digits, split
-from common import pressure  # Benchmarking/common.py, beside this script
+from common import interleave, workspace  # Benchmarking/common.py, beside this script
 
 
 def hand_written(steps: int, batch_size: int = 256) -> float:
@@ -59,16 +57,10 @@ def main():
     parser.add_argument('--steps', type=int, default=2000)
     parser.add_argument('--rounds', type=int, default=5)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    folder = Path(tempfile.mkdtemp(prefix='ML-bench-'))
-    __import__('os').chdir(folder)
-    hand, ours = [], []
-    for round in range(args.rounds):
-        hand.append(hand_written(args.steps))
-        print(f'round {round}: hand-written {hand[-1]:7.1f} steps/s  ({pressure()})', flush=True)
-        ours.append(through_ml(args.steps, folder))
-        print(f'round {round}: ML           {ours[-1]:7.1f} steps/s  ({pressure()})', flush=True)
-    h, m = statistics.median(hand), statistics.median(ours)
+    folder = workspace()
+    sides = {'hand-written': lambda: hand_written(args.steps), 'ML': lambda: through_ml(args.steps, folder)}
+    medians = interleave(sides, args.rounds, 'steps/s')
+    h, m = medians['hand-written'], medians['ML']
     print(f'median over {args.rounds} rounds of {args.steps} steps: hand-written {h:.1f} steps/s, ML {m:.1f} steps/s, '
           f'ratio ML/hand {m / h:.3f}  (overhead {1e3 * (1 / m - 1 / h):+.3f} ms/step)')
 

@@ -34,7 +34,8 @@ def resolve(name: str, key: str, cwd: Path):
         return _attribute(import_file(path, path.stem), attributes.lstrip('.'), key, name, [f'{path}'])
 
     parts = name.split('.')
-    for i in range(len(parts) - 1, 0 if parts[0] != 'ML' else len(parts), -1):  # ML.* is always the package  # the longest file prefix first: pkg.File.Model -> ./pkg/File.py
+    # the longest file prefix first: pkg.File.Model -> ./pkg/File.py; ML.* is always the package, never ./ML.py
+    for i in range(len(parts) - 1, 0 if parts[0] != 'ML' else len(parts), -1):
         path = cwd.joinpath(*parts[:i]).with_suffix('.py')
         if path.is_file():
             module = import_file(path, '.'.join(parts[:i]))
