@@ -172,3 +172,10 @@ def test_composing_leaves_the_defaults_untouched(user_dir):
 def test_a_required_argument_left_unfilled_names_its_key(user_dir):
     with pytest.raises(ConfigError, match=r"Model=Run\.Model: needs 'out_shape'; give model\.out_shape=\.\.\."):
         build.build('Model', 'Run.Model', {}, cwd=user_dir, in_shape=(4,))
+
+
+def test_a_users_ML_py_never_shadows_the_package(user_dir):
+    from ML.blocks.mlp import MLP
+    assert (user_dir / 'ML.py').exists()  # it raises ImportError if it is ever imported
+    assert paths.resolve('ML.blocks.mlp.MLP', 'Model', user_dir) is MLP
+    assert paths.resolve('MLP', 'Model', user_dir) is MLP
