@@ -3,7 +3,7 @@ the loop. The only reader of the config: everything downstream gets plain argume
 import random
 import sys
 import time
-from dataclasses import asdict
+import traceback
 from pathlib import Path
 from typing import NamedTuple
 
@@ -61,8 +61,8 @@ def train(config: dict, live: dict = None):
     # build: world -> specs -> agent -> replay (everything that can fail on bad input fails here, before any write)
     world = make_world(c, cwd, device)
     specs = {'obs_spec': world.obs_spec,
-             'label_spec' if not world.online else 'action_spec': world.label_spec if not world.online
-             else world.action_spec}
+             **({'action_spec': world.action_spec} if world.online else {'label_spec': world.label_spec})}
+    plain_specs = {key: spec.plain() for key, spec in specs.items()}
     agent = make_agent(c, specs, cwd, device)
     paths = run_paths(cwd, c, type(agent).__name__, world)
     replay = make_replay(c, world, device, paths.replay)
@@ -79,7 +79,7 @@ def train(config: dict, live: dict = None):
 
     # the run's folder: config.yaml with provenance, a status, and the logs
     folder.mkdir(parents=True, exist_ok=True)
-    saved = {**config, 'provenance': {'seed': c['seed'], 'specs': _plain_specs(specs),
+    saved = {**config, 'provenance': {'seed': c['seed'], 'specs': plain_specs,
                                       'versions': provenance.versions(), 'git': provenance.git_state(cwd)}}
     (folder / 'config.yaml').write_text(yaml.safe_dump(saved, sort_keys=False))
     (folder / 'status').write_text('running\n')
@@ -92,7 +92,8 @@ def train(config: dict, live: dict = None):
     keep_replay = c['replay']['save'] and world.online and not c['stream']
 
     def checkpoint(counters):
-        checkpoints.save(paths.checkpoint, agent, {**config, 'specs': _plain_specs(specs)}, counters)
+        if c['save']:
+            checkpoints.save(paths.checkpoint, agent, {**config, 'specs': plain_specs}, counters)
         if keep_replay:  # with every checkpoint, so that an interrupted run resumes with its experience
             replay.save(paths.replay)
 
@@ -108,7 +109,6 @@ def train(config: dict, live: dict = None):
     except BaseException as error:
         logger.close()
         (folder / 'status').write_text('crashed\n')
-        import traceback
         (folder / 'crash.txt').write_text(f'{type(error).__name__}: {error}\n\n{traceback.format_exc()}')
         raise
     finally:
@@ -129,11 +129,6 @@ def _score(key, value) -> str:
 
 def _safe(name: str) -> str:
     return str(name).replace('/', '_').replace(' ', '_')
-
-
-def _plain_specs(specs: dict) -> dict:
-    return {key: {**asdict(spec), 'shape': list(spec.shape), 'dtype': str(spec.dtype).replace('torch.', '')}
-            for key, spec in specs.items()}
 
 
 def _archive(folder: Path):
@@ -183,8 +178,7 @@ def load_agent(path_or_words, **hyperparams):
     path = checkpoints.find(path_or_words, cwd / 'Checkpoints' / 'none.pt', cwd / 'Checkpoints')
     state = checkpoints.read(path)
     c = compose.live_objects({**state['config'], **hyperparams}, {})
-    specs = {key: Spec(**{**spec, 'shape': tuple(spec['shape']), 'dtype': getattr(torch, spec['dtype'])})
-             for key, spec in c.pop('specs').items()}
+    specs = {key: Spec.from_plain(spec) for key, spec in c.pop('specs').items()}
     agent = make_agent(c, specs, cwd, _device(c['device']))
     checkpoints.restore(agent, state, path)
     return agent

@@ -1,5 +1,5 @@
 """The typed values the rooms exchange: what the data looks like, what a batch holds, and the run's counters."""
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import NamedTuple, Optional
 
 import torch
@@ -19,6 +19,14 @@ class Spec:
         """How many classes or actions a discrete spec has."""
         assert self.discrete, 'only a discrete spec counts its values'
         return int(self.high - self.low + 1)
+
+    def plain(self) -> dict:
+        """The spec as plain values, for a YAML config or a weights_only checkpoint."""
+        return {**asdict(self), 'shape': list(self.shape), 'dtype': str(self.dtype).removeprefix('torch.')}
+
+    @classmethod
+    def from_plain(cls, values: dict) -> 'Spec':
+        return cls(**{**values, 'shape': tuple(values['shape']), 'dtype': getattr(torch, values['dtype'])})
 
     @property
     def head_shape(self) -> tuple:

@@ -5,7 +5,6 @@ import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -221,8 +220,7 @@ class Replay:
         data = Path(tempfile.mkdtemp(prefix='data-', dir=folder))
         for name, array in (self._arrays().items() if self.frame is not None else ()):
             np.save(data / f'{name}.npy', array)
-        specs = {key: {**asdict(spec), 'shape': list(spec.shape), 'dtype': str(spec.dtype).removeprefix('torch.')}
-                 for key, spec in (('obs_spec', self.obs_spec), ('action_spec', self.action_spec))}
+        specs = {'obs_spec': self.obs_spec.plain(), 'action_spec': self.action_spec.plain()}
         state = dict(data=data.name, **specs, options=self.options, num_envs=getattr(self, 'num_envs', None),
                      pos=self.pos, full=self.full, size=self.size, samples=self.samples, max_priority=self.max_priority)
         temporary = folder / f'.replay.json.{os.getpid()}.tmp'
@@ -240,8 +238,7 @@ class Replay:
         options (device, seed, batch_size, nstep, ...) replace the saved ones, except what the data fixes."""
         folder = Path(folder)
         state = json.loads((folder / 'replay.json').read_text())
-        specs = {key: Spec(**{**state[key], 'shape': tuple(state[key]['shape']),
-                              'dtype': getattr(torch, state[key]['dtype'])}) for key in ('obs_spec', 'action_spec')}
+        specs = {key: Spec.from_plain(state[key]) for key in ('obs_spec', 'action_spec')}
         fixed = {**{key: (spec.shape, spec.dtype) for key, spec in specs.items()},  # the bounds may differ
                  'capacity': state['options']['capacity'], 'frame_stack': state['options']['frame_stack']}
         for key, saved in fixed.items():
