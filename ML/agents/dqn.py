@@ -91,13 +91,16 @@ class DQN(nn.Module):
     @torch.no_grad()
     def act(self, obs, counters, greedy=False):
         """(B, *obs) -> (B,) int64 actions: the argmax of Q, or with chance epsilon a uniformly random action."""
+        n = len(obs)
+        explore = None if greedy else torch.rand(n) < self.epsilon(counters.frame)  # drawn on the CPU: no sync
+        if explore is not None and explore.all():  # while epsilon is high, most steps need no forward pass
+            return torch.randint(self.num_actions, (n,), device=obs.device)
         if self.q.training:  # act in eval mode (dropout off, batch norm frozen); learn() switches back
             self.q.eval()
         action = self.q(obs).argmax(dim=1)
-        if not greedy:
-            explore = torch.rand(action.shape, device=action.device) < self.epsilon(counters.frame)
-            random = torch.randint(self.num_actions, action.shape, device=action.device)
-            action = torch.where(explore, random, action)
+        if explore is not None and explore.any():
+            random = torch.randint(self.num_actions, (n,), device=action.device)
+            action = torch.where(explore.to(action.device), random, action)
         return action
 
     def learn(self, batch, counters):
@@ -135,7 +138,8 @@ class DQN(nn.Module):
                 for online, target_buffer in zip(self.q.buffers(), self.target_q.buffers()):
                     target_buffer.copy_(online)  # running statistics (batch norm) are copied, not averaged
 
-        metrics = {'loss': loss.item(), 'q': q.mean().item(), 'grad_norm': grad_norm.item(),
+        # tensors, not numbers: the logger reads them when it writes a row (.item() here would sync a GPU every update)
+        metrics = {'loss': loss.detach(), 'q': q.detach().mean(), 'grad_norm': grad_norm,
                    'epsilon': self.epsilon(counters.frame)}
         if batch.weight is not None:
             metrics['priority'] = (target - q).abs().detach()  # (B,) |TD error|: the replay's new priorities

@@ -162,30 +162,8 @@ class Replay:
                              else self.rng.integers(filled, size=redraw.sum()))
             redraw = ~self.valid.reshape(-1)[index]
         t, env = np.divmod(index, self.num_envs)
-
-        # the n rows from each sample, (B, n); row k counts if rows 0..k-1 did not end the episode and row k is
-        # stored (the newest transition is at pos - 1; past it the ring holds older data, or nothing)
-        k, e = np.arange(self.nstep), env[:, None]
-        rows = (t[:, None] + k) % self.rows
-        ended = self.terminated[rows, e] | self.truncated[rows, e]
-        counts = ((np.cumsum(ended, axis=1) - ended) == 0) & (k <= ((self.pos - 1 - t) % self.rows)[:, None])
-        n = counts.sum(axis=1)                    # steps in each return, 1..nstep
-        last = (t + n - 1) % self.rows
-        reward = self.reward[rows, e]
-        if self.clip_reward is not None:  # Mnih et al. 2015 clip each step's reward for learning; logs stay raw
-            reward = np.clip(reward, -self.clip_reward, self.clip_reward)
-        reward = (reward * self.gamma ** k * counts).sum(axis=1)
-        discount = self.gamma ** n * ~self.terminated[last, env]  # 0 past a termination; bootstrap otherwise
-
-        # both stacks in one gather: the frame_stack rows ending at t, then those ending at the row after the return's
-        # last step; with nstep 1 that row is t + 1, whose stack is t's shifted by one row, so gathered as one more
-        back, stack = np.arange(self.frame_stack - 1, -1, -1), self.frame_stack
-        rows = [(row[:, None] - np.minimum(back, self.age[row, env][:, None])) % self.rows
-                for row in (t, (last + 1) % self.rows)]
-        rows, shift = ((rows[0], rows[1][:, -1:]), 1) if self.nstep == 1 else (rows, stack)
-        frames = torch.from_numpy(self.frame[np.concatenate(rows, axis=1), e])  # (B, shift + stack, *frame)
-        obs, next_obs = (frames[:, start:start + stack].reshape(batch, *self.obs_spec.shape).to(self.device)
-                         for start in (0, shift))
+        reward, discount, last = self._returns(t, env)
+        obs, next_obs = self._stacks(t, (last + 1) % self.rows, env)
 
         weight = None
         if self.prioritized:  # (N P(i)) ** -beta over its largest in the batch, beta annealed to 1 (Schaul et al.)
@@ -196,6 +174,41 @@ class Replay:
         return Batch(obs=obs, action=self._tensor(self.action[t, env]), reward=self._tensor(reward.astype(np.float32)),
                      discount=self._tensor(discount.astype(np.float32)), next_obs=next_obs, weight=weight,
                      index=self._tensor(index) if self.prioritized else None)
+
+    def _returns(self, t, env):
+        """The n-step return from each sampled row, its discount, and the row of its last step."""
+        if self.nstep == 1:
+            reward, n = self._clipped(self.reward[t, env]), 1
+        else:
+            # the n rows from each sample, (B, n); row k counts if rows 0..k-1 did not end the episode and row k is
+            # stored (the newest transition is at pos - 1; past it the ring holds older data, or nothing)
+            k, e = np.arange(self.nstep), env[:, None]
+            rows = (t[:, None] + k) % self.rows
+            ended = self.terminated[rows, e] | self.truncated[rows, e]
+            counts = ((np.cumsum(ended, axis=1) - ended) == 0) & (k <= ((self.pos - 1 - t) % self.rows)[:, None])
+            reward = (self._clipped(self.reward[rows, e]) * self.gamma ** k * counts).sum(axis=1)
+            n = counts.sum(axis=1)  # steps in each return, 1..nstep
+        last = (t + n - 1) % self.rows
+        discount = self.gamma ** n * ~self.terminated[last, env]  # 0 past a termination; bootstrap otherwise
+        return reward, discount, last
+
+    def _clipped(self, reward):
+        """Mnih et al. 2015 clip each step's reward for learning; the logs keep the raw return."""
+        return reward if self.clip_reward is None else np.clip(reward, -self.clip_reward, self.clip_reward)
+
+    def _stacks(self, t, after, env):
+        """The observations of rows t and after (the row past each return's last step), stacks rebuilt from the
+        frame_stack rows ending at each, clamped at its episode's first row."""
+        batch, stack = len(t), self.frame_stack
+        if stack == 1:
+            return (torch.from_numpy(self.frame[rows, env]).to(self.device) for rows in (t, after))
+        back = np.arange(stack - 1, -1, -1)
+        rows = [(row[:, None] - np.minimum(back, self.age[row, env][:, None])) % self.rows for row in (t, after)]
+        # both in one gather; with nstep 1, after = t + 1, whose stack is t's shifted by one row: one row more
+        rows, shift = ((rows[0], rows[1][:, -1:]), 1) if self.nstep == 1 else (rows, stack)
+        frames = torch.from_numpy(self.frame[np.concatenate(rows, axis=1), env[:, None]])  # (B, shift + stack, ...)
+        return (frames[:, start:start + stack].reshape(batch, *self.obs_spec.shape).to(self.device)
+                for start in (0, shift))
 
     def update_priorities(self, index, priority):
         """Set sampled transitions' priorities to their |TD error| (index from Batch.index); a transition forgotten
