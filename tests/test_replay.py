@@ -80,7 +80,8 @@ def pairs_of(batch):
     return [(o.tobytes(), n.tobytes()) for o, n in zip(batch.obs.numpy(), batch.next_obs.numpy())]
 
 
-@pytest.mark.parametrize('shape, frame_stack', [((2, 2), 4), ((3, 2, 2), 3)], ids=['atari-like', 'dmc-like'])
+@pytest.mark.parametrize('shape, frame_stack', [((2, 2), 4), ((3, 2, 2), 3), ((2, 2), 1)],
+                         ids=['atari-like', 'dmc-like', 'single-frame'])
 @pytest.mark.parametrize('nstep, num_envs, prioritized', [(1, 1, False), (3, 2, False), (3, 2, True)])
 def test_rebuilt_stacks_are_the_envs_own_observations(shape, frame_stack, nstep, num_envs, prioritized):
     # a ring of 40 rows per env wraps over episodes of 4-5 transitions, forgetting stacks that reach past its end
@@ -93,6 +94,7 @@ def test_rebuilt_stacks_are_the_envs_own_observations(shape, frame_stack, nstep,
     assert batch.obs.dtype == batch.next_obs.dtype == torch.uint8
     assert batch.obs.shape == batch.next_obs.shape == (3000, *world.obs_spec.shape)
     assert set(pairs_of(batch)) <= transitions(record, nstep), 'each stack is one the env showed, never a reset row'
+    assert len(set(pairs_of(batch))) == len(replay), 'len(replay) counts what can be sampled (3000 draws see it all)'
     newest = batch.obs[:, -1].numpy().reshape(3000, -1)  # the newest frame's pixels: seed, episode, t, channel
     assert set(newest[:, 2]) == set(range(1, 4 + num_envs)), 'episode starts and middles (env i runs 4 + i steps)'
     starts = batch.obs[newest[:, 2] == 1].reshape(-1, frame_stack, np.prod(shape))

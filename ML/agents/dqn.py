@@ -31,7 +31,7 @@ class QNetwork(nn.Module):
     def forward(self, obs):
         # pixels (Atari, DMC) come as uint8, which keeps the replay 4x smaller; the network sees them in [0, 1]
         obs = obs.float() / 255 if obs.dtype == torch.uint8 else obs
-        features = self.eyes(obs)
+        features = obs if isinstance(self.eyes, nn.Identity) else self.eyes(obs)  # Eyes=null: skip the module call
         advantage = self.model(features)  # (B, num_actions)
         if self.value is None:
             return advantage
@@ -72,7 +72,10 @@ class DQN(nn.Module):
         self.num_actions = action_spec.n
         self.q = QNetwork(eyes, model, value_stream(eyes, obs_spec.shape) if dueling else None)
         self.target_q = copy.deepcopy(self.q).requires_grad_(False).eval()
-        self.optim = optim(self.q.parameters())
+        self._modules_of_q = list(self.q.modules())
+        self._flags_only = all(type(module).train is nn.Module.train for module in self._modules_of_q)
+        self._parameters_of_q = list(self.q.parameters())
+        self.optim = optim(self._parameters_of_q)
         self.scheduler = scheduler(self.optim) if scheduler is not None else None
         self.double, self.target_tau, self.target_update_per_steps = double, target_tau, target_update_per_steps
         self.epsilon_start, self.epsilon_end, self.epsilon_frames = epsilon_start, epsilon_end, epsilon_frames
@@ -82,6 +85,17 @@ class DQN(nn.Module):
         super().train(mode)
         self.target_q.eval()  # the target is never trained: its dropout stays off, its batch norm frozen
         return self
+
+    def _mode(self, training):
+        """Q-network in train or eval mode. The two switch every few steps; nn.Module.train walks the module tree
+        each time, to set a flag on every module, so the flags are set directly unless a module overrides train()."""
+        if self.q.training == training:
+            return
+        if self._flags_only:
+            for module in self._modules_of_q:
+                module.training = training
+        else:
+            self.q.train(training)
 
     def epsilon(self, frame):
         """The chance of a random action at this frame."""
@@ -95,8 +109,7 @@ class DQN(nn.Module):
         explore = None if greedy else torch.rand(n) < self.epsilon(counters.frame)  # drawn on the CPU: no sync
         if explore is not None and explore.all():  # while epsilon is high, most steps need no forward pass
             return torch.randint(self.num_actions, (n,), device=obs.device)
-        if self.q.training:  # act in eval mode (dropout off, batch norm frozen); learn() switches back
-            self.q.eval()
+        self._mode(training=False)  # act in eval mode (dropout off, batch norm frozen); learn() switches back
         action = self.q(obs).argmax(dim=1)
         if explore is not None and explore.any():
             random = torch.randint(self.num_actions, (n,), device=action.device)
@@ -105,27 +118,29 @@ class DQN(nn.Module):
 
     def learn(self, batch, counters):
         """One gradient step on the TD error; the batch's reward and discount already hold the n-step return."""
-        if not self.q.training:
-            self.q.train()
+        self._mode(training=True)
 
         # target: r + discount * Q_target(s', a'), with a' = argmax Q(s') under double Q, else argmax Q_target(s')
         with torch.no_grad():
             next_q = self.target_q(batch.next_obs)
-            chooser = self.q(batch.next_obs) if self.double else next_q
-            next_action = chooser.argmax(dim=1, keepdim=True)
-            target = batch.reward + batch.discount * next_q.gather(1, next_action).squeeze(1)
+            if self.double:
+                next_action = self.q(batch.next_obs).argmax(dim=1, keepdim=True)
+                next_value = next_q.gather(1, next_action).squeeze(1)
+            else:
+                next_value = next_q.max(dim=1).values
+            target = batch.reward + batch.discount * next_value
 
         # the Huber loss keeps the gradient of large TD errors bounded (Mnih et al. 2015, "Methods")
         q = self.q(batch.obs).gather(1, batch.action.long().view(-1, 1)).squeeze(1)
-        loss = F.smooth_l1_loss(q, target, reduction='none')  # (B,)
-        if batch.weight is not None:
+        if batch.weight is None:
+            loss = F.smooth_l1_loss(q, target)
+        else:
             # prioritized replay samples by priority; its importance weights undo that bias (Schaul et al. 2016, 3.4)
-            loss = loss * batch.weight
-        loss = loss.mean()
+            loss = (F.smooth_l1_loss(q, target, reduction='none') * batch.weight).mean()
 
         self.optim.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.q.parameters(), self.max_grad_norm)
+        grad_norm = nn.utils.clip_grad_norm_(self._parameters_of_q, self.max_grad_norm)
         self.optim.step()
         if self.scheduler is not None:
             self.scheduler.step()

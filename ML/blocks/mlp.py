@@ -16,7 +16,8 @@ class MLP(nn.Module):
         in_shape = (in_shape,) if isinstance(in_shape, int) else tuple(in_shape)
         self.out_shape = (out_shape,) if isinstance(out_shape, int) else out_shape
 
-        layers, width = [nn.Flatten()], math.prod(in_shape)
+        # a vector input is already flat: a Flatten there would cost a module call on every forward, and do nothing
+        layers, width = [nn.Flatten()] if len(in_shape) > 1 else [], math.prod(in_shape)
         for _ in range(depth):
             # no Dropout layer at p=0: it would do nothing but cost a module call on every forward
             layers += [nn.Linear(width, hidden), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])

@@ -64,13 +64,18 @@ class GymWorld:
         self._obs, _ = self.envs.reset(seed=seed)  # sub-env i gets seed + i
         self._resetting = np.zeros(num_envs, bool)  # which envs' next step is a reset step
         self._returns = np.zeros(num_envs)           # return so far of each env's running episode
+        self._idle_action = np.zeros((num_envs, *self.action_spec.shape),  # stored for a reset step, which ignores it
+                                     torch.empty(0, dtype=self.action_spec.dtype).numpy().dtype)
 
     def _tensor(self, obs):
         return torch.as_tensor(np.asarray(obs, self._obs_dtype), device=self.device)
 
     def step(self, agent, counters):
         """Act with the exploring policy in every env and return what happened."""
-        action = agent.act(self._tensor(self._obs), counters).cpu().numpy()
+        if self._resetting.all():  # every env resets this step and ignores its action: no need to ask the agent
+            action = self._idle_action
+        else:
+            action = agent.act(self._tensor(self._obs), counters).cpu().numpy()
         next_obs, reward, terminated, truncated, _ = self.envs.step(action + self._action_start)
         valid = ~self._resetting
         self._returns += reward  # a reset step's reward is 0

@@ -63,6 +63,7 @@ class Replay:
         shape = tuple(obs_spec.shape)
         self.frame_shape = shape if frame_stack == 1 else (shape[0] // frame_stack,) + shape[1:]
         self.rng = np.random.default_rng(seed)
+        self._back = np.arange(frame_stack)  # how far back a row's stack reaches: 0 .. frame_stack - 1
         self.pos, self.full = 0, False  # the row the next step goes in; whether the ring has wrapped
         self.size = 0                   # transitions that can be sampled
         self.samples = 0                # calls to sample(), which anneal beta
@@ -115,7 +116,8 @@ class Replay:
         self._advance()
         # the row ahead: this step's next frame, the first of an episode after a reset step
         self.frame[self.pos] = self._newest(step.next_obs)
-        self.age[self.pos] = np.where(step.valid, np.minimum(self.age[row] + 1, self.frame_stack - 1), 0)
+        if self.frame_stack > 1:  # (single frames are all of age 0)
+            self.age[self.pos] = np.where(step.valid, np.minimum(self.age[row] + 1, self.frame_stack - 1), 0)
 
     def _newest(self, obs):
         return obs if self.frame_stack == 1 else np.asarray(obs)[:, -self.frame_shape[0]:]
@@ -125,11 +127,17 @@ class Replay:
         into it (row pos + j keeps j - 1 rows before it)."""
         self.pos = (self.pos + 1) % self.rows
         self.full = self.full or self.pos == 0
-        rows = (self.pos + np.arange(self.frame_stack)) % self.rows
-        row, env = np.nonzero(self.valid[rows] & (self.age[rows] >= np.arange(self.frame_stack)[:, None]))
+        if self.frame_stack == 1:  # no stacks: what the row held is all there is to forget
+            rows, forget = self._back + self.pos, self.valid[self.pos:self.pos + 1]
+        else:
+            rows = (self.pos + self._back) % self.rows
+            forget = self.valid[rows] & (self.age[rows] >= self._back[:, None])
+        if not forget.any():  # the ring's first lap, or the row held a reset step
+            return
+        row, env = np.nonzero(forget)
         self.valid[rows[row], env] = False
         self.size -= len(row)
-        if self.prioritized and len(row):  # most steps forget nothing
+        if self.prioritized:
             self.tree[rows[row] * self.num_envs + env] = 0.0
 
     def _end_episodes(self):
@@ -202,7 +210,7 @@ class Replay:
         batch, stack = len(t), self.frame_stack
         if stack == 1:
             return (torch.from_numpy(self.frame[rows, env]).to(self.device) for rows in (t, after))
-        back = np.arange(stack - 1, -1, -1)
+        back = self._back[::-1]  # oldest first
         rows = [(row[:, None] - np.minimum(back, self.age[row, env][:, None])) % self.rows for row in (t, after)]
         # both in one gather; with nstep 1, after = t + 1, whose stack is t's shifted by one row: one row more
         rows, shift = ((rows[0], rows[1][:, -1:]), 1) if self.nstep == 1 else (rows, stack)
