@@ -103,8 +103,8 @@ def train(config: dict, live: dict = None):
                              train_steps=c['train_steps'], train_frames=c['train_frames'],
                              eval_per_steps=c['eval_per_steps'], log_per_steps=c['log_per_steps'],
                              save_per_steps=c['save_per_steps'],
-                             learn_after=1 if c['stream'] else c['learn_after'],
-                             learn_per_steps=c['learn_per_steps'], offline=c['offline'],
+                             learn_after=1 if c['stream'] else c['learn_after'], learn_per_steps=c['learn_per_steps'],
+                             learn_steps=c['learn_steps'], offline=c['offline'],
                              checkpoint=checkpoint if c['save'] or keep_replay else None)
     except BaseException as error:
         logger.close()

@@ -28,11 +28,13 @@ def eval_mode(agent):
 
 def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, train_frames=None,
         eval_per_steps=None, log_per_steps=100, save_per_steps=None, learn_after=0, learn_per_steps=1,
-        offline=False, checkpoint=None) -> dict:
+        learn_steps=1, offline=False, checkpoint=None) -> dict:
     """Trains until a budget is spent; returns the last evaluation's metrics.
 
     The loop acts in the world when it is an environment (world.online) and the run is not offline (learning from a
-    saved replay alone). checkpoint(counters) saves the run (None: never).
+    saved replay alone); it then takes learn_steps learning steps every learn_per_steps loop steps (a loop step
+    steps every env once: stable-baselines3's gradient_steps and train_freq), and offline one per loop step.
+    checkpoint(counters) saves the run (None: never).
     """
     acting = world.online and not offline
     evaluate_now, log_now, save_now, learn_now = (Every(eval_per_steps), Every(log_per_steps),
@@ -56,10 +58,11 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
 
         # learn
         if (not acting) or (len(replay) >= learn_after and learn_now(counters.step)):
-            batch = replay.sample()
-            metrics = agent.learn(batch, counters)
-            if 'priority' in metrics:  # prioritized replay: each sample's new priority (its TD error)
-                replay.update_priorities(batch.index, metrics.pop('priority'))
+            for _ in range(learn_steps if acting else 1):
+                batch = replay.sample()
+                metrics = agent.learn(batch, counters)
+                if 'priority' in metrics:  # prioritized replay: each sample's new priority (its TD error)
+                    replay.update_priorities(batch.index, metrics.pop('priority'))
             if not acting:  # offline, a frame is a data point learned from
                 counters.frame += len(batch.obs)
                 if getattr(replay, 'pass_ended', False):

@@ -179,3 +179,21 @@ def test_a_users_ML_py_never_shadows_the_package(user_dir):
     assert (user_dir / 'ML.py').exists()  # it raises ImportError if it is ever imported
     assert paths.resolve('ML.blocks.mlp.MLP', 'Model', user_dir) is MLP
     assert paths.resolve('MLP', 'Model', user_dir) is MLP
+
+
+@pytest.mark.parametrize('overrides, learning_steps', [
+    ([], 24_500),                                                           # (50k frames - 1k) / 2
+    (['train_frames=100000', 'num_envs=4', 'learn_steps=2'], 24_750),      # (25k steps - 250) // 2 * 2
+    (['train_steps=3000', 'learn_after=0', 'learn_per_steps=3'], 1000),
+    (['stream=true', 'train_frames=600'], 600),
+    (['Env=null', 'Dataset=Digits', 'train_frames=null', 'train_steps=700'], 700),  # a dataset: a step each
+])
+def test_a_schedule_spans_the_runs_learning_steps(user_dir, overrides, learning_steps):
+    config = compose.compose(['task=RL', *overrides], user_dir)
+    assert config['scheduler']['total_iters'] == learning_steps
+
+
+def test_counting_learning_steps_without_a_budget_names_the_key(user_dir):
+    with pytest.raises(ConfigError, match=r'^scheduler.total_iters: \$\{learning_steps:\} counts the budget, and the '
+                                          r'run has none: set train_steps or train_frames$'):
+        compose.compose(['task=RL', 'train_frames=null'], user_dir)

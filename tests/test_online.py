@@ -5,6 +5,7 @@ import csv
 import pytest
 import torch
 
+import ML
 from conftest import ml, run_dir
 from ML.cli import main
 
@@ -106,13 +107,14 @@ class Right(nn.Module):
 
     def __init__(self, eyes, model, action_spec, bias=1.0):
         super().__init__()
-        self.net, self.bias, self.batches = nn.Sequential(eyes, model), bias, 0
+        self.net, self.bias, self.batches, self.learned_at = nn.Sequential(eyes, model), bias, 0, []
 
     def act(self, obs, counters, greedy=False):
         return torch.ones(len(obs), dtype=torch.int64)
 
     def learn(self, batch, counters):
         self.batches += 1
+        self.learned_at.append(counters.step)
         return {'batches': self.batches, 'reward': batch.reward.mean().item()}
 '''
 
@@ -124,3 +126,13 @@ def test_a_users_environment_and_agent_by_path(user_dir):
     folder = run_dir(user_dir, agent='Right', suite='gym', task='Corridor')
     assert float(rows(folder / 'eval.csv')[-1]['return']) == 1.0  # always right: every episode reaches the end
     assert float(rows(folder / 'train.csv')[-1]['batches']) > 100
+
+
+def test_learn_steps_learn_several_times_every_learn_per_steps(user_dir):
+    (user_dir / 'Mine.py').write_text(USER_ENV_AND_AGENT)
+    agent = ML.launch(*QUICK, 'Env=Mine.Corridor', 'Agent=Mine.Right', 'num_envs=2', 'train_steps=60',
+                      'train_frames=null', 'learn_after=10', 'learn_per_steps=4', 'learn_steps=3', 'eval_per_steps=null')
+    steps = sorted(set(agent.learned_at))
+    assert all(step % 4 == 0 for step in steps) and steps[-1] == 56, 'every 4th loop step, to the end'
+    assert steps[0] == 4, 'from the step whose transitions fill the replay to learn_after (loop steps 0-4, 2 each)'
+    assert agent.learned_at == [step for step in steps for _ in range(3)], '3 learning steps each time'

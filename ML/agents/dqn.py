@@ -1,6 +1,7 @@
-"""Deep Q-learning (Mnih et al. 2015, "Human-level control through deep reinforcement learning") with double Q
-(van Hasselt et al. 2016), an optional dueling head (Wang et al. 2016), a Huber loss, gradient clipping and
-prioritized replay's importance weights (Schaul et al. 2016); its loss is written out in learn().
+"""Deep Q-learning (Mnih et al. 2015, "Human-level control through deep reinforcement learning") with a Huber loss,
+gradient clipping and a target network, as SB3, cleanrl and Dopamine run it by default; optional double Q
+(van Hasselt et al. 2016, double=True), a dueling head (Wang et al. 2016) and prioritized replay's importance
+weights (Schaul et al. 2016); its loss is written out in learn().
 
 The engine builds `model` with one output per action. Plain DQN reads those outputs as Q-values. With
 dueling=True they are the advantage stream A, and the agent adds a value stream V beside it on the eyes' features:
@@ -56,7 +57,8 @@ class DQN(nn.Module):
                  obs_spec=None,                # the observation's Spec; dueling needs it to size the value stream
                  scheduler=None,               # scheduler(optimizer) -> an LR scheduler stepped once per update
                  dueling=False,                # Q = V + A - mean(A), with model as A (Wang et al. 2016)
-                 double=True,                  # pick the next action with the online net, value it with the target
+                 double=False,                 # Double DQN: pick the next action with the online net, value it
+                                               # with the target (which alone picks and values it otherwise)
                  target_tau=1.0,               # how far the target moves to the online net per refresh; 1 = a copy
                  target_update_per_steps=256,  # loop steps (counters.step) between target refreshes; checked
                                                # when learn runs, so keep it a multiple of learn_per_steps

@@ -4,6 +4,7 @@ Before Hydra's parser sees an override, code values are quoted (`Model=nn.Flatte
 `+` becomes `++` (so `+eyes.depth=5` and `eyes.depth=5` both work), and code's live objects become placeholders.
 After composing, every key is checked against Hyperparams/args.yaml: unknown keys and wrong types are errors.
 """
+import math
 import re
 from pathlib import Path
 
@@ -16,6 +17,27 @@ HYDRA_FUNCTIONS = ('choice', 'range', 'interval', 'glob', 'tag', 'sort', 'shuffl
 OVERRIDE = re.compile(r'^(?P<prefix>~|\+\+|\+)?(?P<key>[^=~+][^=]*?)(?:=(?P<value>.*))?$', re.DOTALL)
 FREE_TYPED = {'load'}  # keys whose values may take several types: load=true, load='MyExp MNIST', load=path.pt
 LIVE = 'live:'  # a placeholder for an object passed from code, e.g. Model='live:Model'
+
+
+def learning_steps(*, _root_) -> int:
+    """`${learning_steps:}` in a config: the learning steps of the run, for a schedule's length (LinearLR's
+    total_iters, CosineAnnealingLR's T_max). Counted from train_steps, else from train_frames at one frame per env
+    step; a suite that repeats actions (Atari, DMC) takes fewer steps per frame, and its schedule ends short."""
+    c = _root_
+    online = c.Env is not None and not c.offline
+    if c.train_steps is None and c.train_frames is None:
+        raise ConfigError('${learning_steps:} counts the budget, and the run has none: set train_steps or train_frames')
+    frames_per_step = c.num_envs if online else c.batch_size
+    steps = c.train_steps if c.train_steps is not None else math.ceil(c.train_frames / frames_per_step)
+    if not online:
+        return steps
+    if c.stream:  # a learning step on every loop step, from the first
+        return steps * c.learn_steps
+    waiting = math.ceil(c.learn_after / c.num_envs)  # loop steps before the replay holds learn_after transitions
+    return max(steps - waiting, 0) // c.learn_per_steps * c.learn_steps
+
+
+OmegaConf.register_new_resolver('learning_steps', learning_steps, replace=True)
 
 
 def defaults() -> dict:
@@ -197,6 +219,11 @@ def validate(config) -> dict:
     try:
         values = OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as error:
+        cause = error
+        while cause is not None and not isinstance(cause, MLError):  # omegaconf wraps a resolver's error, twice
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # one of the project's resolvers refused: its words, and the key
+            raise ConfigError(f'{error.full_key}: {cause}') from error
         raise ConfigError(_hydra_message(error)) from error
     known = defaults()
     for key, value in values.items():
