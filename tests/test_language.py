@@ -197,3 +197,10 @@ def test_counting_learning_steps_without_a_budget_names_the_key(user_dir):
     with pytest.raises(ConfigError, match=r'^scheduler.total_iters: \$\{learning_steps:\} counts the budget, and the '
                                           r'run has none: set train_steps or train_frames$'):
         compose.compose(['task=RL', 'train_frames=null'], user_dir)
+
+
+def test_an_environment_without_a_task_is_reinforcement_learning(user_dir):
+    config = compose.compose(['Env=CartPole-v1'], user_dir)
+    assert (config['Env'], config['Dataset'], config['Agent']) == ('CartPole-v1', None, 'DQN')
+    assert compose.compose(['Env=null'], user_dir)['Dataset'] == 'Digits'
+    assert compose.compose(['task=recipe', 'Env=null'], user_dir)['Eyes'] == 'CNN', 'a named task is kept'

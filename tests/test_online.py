@@ -136,3 +136,16 @@ def test_learn_steps_learn_several_times_every_learn_per_steps(user_dir):
     assert all(step % 4 == 0 for step in steps) and steps[-1] == 56, 'every 4th loop step, to the end'
     assert steps[0] == 4, 'from the step whose transitions fill the replay to learn_after (loop steps 0-4, 2 each)'
     assert agent.learned_at == [step for step in steps for _ in range(3)], '3 learning steps each time'
+
+
+def test_a_continuous_env_under_the_dqn_recipe_names_the_agent_that_fits(user_dir, capsys):
+    with pytest.raises(SystemExit):
+        main([*QUICK, 'Env=Pendulum-v1'])
+    assert 'Agent=DQN picks among discrete actions' in capsys.readouterr().err
+
+
+def test_a_continuous_gymnasium_env_runs_with_drqv2_on_states(user_dir):
+    main([*QUICK, 'Env=Pendulum-v1', 'Agent=DrQV2', 'train_frames=150', 'learn_after=50', 'eval_episodes=1',
+          'eval_per_steps=null', 'log_per_steps=50'])
+    train = rows(run_dir(user_dir, agent='DrQV2', suite='gym', task='Pendulum-v1') / 'train.csv')
+    assert int(train[-1]['frame']) == 150 and train[-1]['critic_loss']

@@ -209,3 +209,12 @@ def test_dqn_learns_cartpole(one_thread):
     world.close()
     assert result['episodes'] == 10
     assert result['return'] > 100, f'greedy return {result["return"]:.1f} after {frames} frames (random: ~22)'
+
+
+def test_box_actions_of_other_bounds_are_rescaled_to_the_unit_range():
+    world = GymWorld('Pendulum-v1')
+    assert (world.action_spec.low, world.action_spec.high) == (-1.0, 1.0)
+    world.eval_env.reset(seed=0)
+    world.eval_env.step(np.array([1.0], np.float32))
+    assert world.eval_env.unwrapped.last_u == pytest.approx(2.0), "the agent's +1 is Pendulum's full torque"
+    world.close()

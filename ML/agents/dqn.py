@@ -68,7 +68,8 @@ class DQN(nn.Module):
                  max_grad_norm=10.0):          # clip the gradient's global L2 norm (cleanrl and SB3 use 10)
         super().__init__()
         if not action_spec.discrete:
-            raise ConfigError(f'Agent=DQN picks among discrete actions; this env acts in {action_spec}')
+            raise ConfigError(f'Agent=DQN picks among discrete actions; this env acts in {action_spec}: '
+                              'Agent=DrQV2 learns continuous ones')
         if dueling and obs_spec is None:
             raise ConfigError('agent.dueling=true sizes its value stream from obs_spec; give DQN the obs_spec')
         self.num_actions = action_spec.n

@@ -174,8 +174,11 @@ def prepare(overrides: list, cwd: Path) -> list:
         value = prepared[i].split('=', 1)[1]
         options = [recipes.register(option.strip(), cwd) for option in _split_top(value)] if value else []
         prepared[i] = f"task={','.join(options)}"
-    if not tasks:
-        recipes.register('classify', cwd)  # the default task, which a user's ./classify.yaml may replace
+    if not tasks:  # the default task, which a user's ./classify.yaml may replace; an environment means task=RL
+        wants_env = any(_key(override) == 'Env' and override.split('=', 1)[1] not in ('', 'null')
+                        for override in prepared)
+        recipes.register('RL' if wants_env else 'classify', cwd)
+        prepared = ['task=RL'] * wants_env + prepared
     return prepared
 
 

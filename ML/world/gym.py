@@ -37,9 +37,9 @@ class GymWorld:
 
         def make(**render):
             if not isinstance(env, str):
-                return env(**env_kwargs, **render)
+                return _unit_actions(env(**env_kwargs, **render))
             try:
-                return gymnasium.make(env, **env_kwargs, **render)
+                return _unit_actions(gymnasium.make(env, **env_kwargs, **render))
             except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as e:
                 raise PathError(f'Env={env!r} is not a registered gymnasium id'
                                 f'{did_you_mean(env, gymnasium.registry)}') from e
@@ -120,6 +120,18 @@ class GymWorld:
         self.eval_env.close()
 
 
+def _unit_actions(env):
+    """An env whose Box actions have other finite bounds (Pendulum's [-2, 2]) rescaled to [-1, 1] by gymnasium's
+    RescaleAction: agents act in one range (tanh-squashed, as stable-baselines3's policies do too)."""
+    space = getattr(env, 'action_space', None)
+    if not (isinstance(env, gymnasium.Env) and isinstance(space, gymnasium.spaces.Box)):
+        return env
+    finite = np.isfinite(space.low).all() and np.isfinite(space.high).all()
+    if finite and ((space.low != -1).any() or (space.high != 1).any()):
+        return gymnasium.wrappers.RescaleAction(env, -1.0, 1.0)
+    return env
+
+
 def _attribute(env, name, default):
     """An attribute of the env or of any wrapper inside it (gymnasium >= 1.0 wrappers no longer forward them)."""
     try:
@@ -144,8 +156,8 @@ def _action_spec(space):
     if isinstance(space, gymnasium.spaces.Box):
         lows, highs = np.unique(space.low), np.unique(space.high)
         if len(lows) > 1 or len(highs) > 1:
-            raise ConfigError(f'action bounds {space.low}..{space.high} differ per dimension; wrap the env in '
-                              'gymnasium.wrappers.RescaleAction(env, -1, 1)')
+            raise ConfigError(f'action bounds {space.low}..{space.high} differ per dimension and are not all '
+                              'finite; give the env finite bounds (the world rescales them to [-1, 1])')
         low, high = (float(b[0]) if np.isfinite(b[0]) else None for b in (lows, highs))
         return Spec(tuple(space.shape), torch.float32, low=low, high=high), 0
     raise ConfigError(f'action space {space} is not supported; the world acts in Discrete or Box spaces')
