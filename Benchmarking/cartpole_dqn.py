@@ -7,8 +7,9 @@ learn: `ML task=RL seed=N train_frames=50000` for each seed, as a user types it;
 speed: environment frames per second of ML's DQN against SB3's DQN with the hyperparameters the recipe composes to
     (`ML task=RL --cfg job`: network, batch, learning rate, learn frequency, target refresh, buffer, learning
     starts, exploration), one torch thread each, rounds interleaved. SB3 runs with its default Adam and with ML's
-    optimizer arguments (fused); ML with its recipe, without double Q (SB3 has none), and with num_envs=8
-    (gymnasium's vector env: 8 frames per loop step, so 8x fewer updates per frame) on as many frames.
+    optimizer arguments (fused); cleanrl's dqn.py loop, written out here with ML's optimizer arguments, shows how
+    fast the work goes with no framework around it; ML runs its recipe, and with num_envs=8 (gymnasium's vector
+    env: 8 frames per loop step, so 8x fewer updates per frame, as SB3's train_freq counts) on as many frames.
 
 ML runs as the real `ML` command in a temporary directory; its rate is read from its own train.csv (frames between
 its first and last rows over the time between them), so start-up is not counted. SB3's is timed by a callback over
@@ -16,6 +17,7 @@ the same window (from step 100 to the end). These 2 cores are shared: each figur
 (/proc/pressure/cpu, avg10) when it ended, and the summary takes medians; re-run when the pressure is high.
 """
 import argparse
+import copy
 import csv
 import inspect
 import os
@@ -100,6 +102,62 @@ def sb3_rate(c: dict, steps: int, optimizer_kwargs: dict) -> float:
     return (steps - 100) / (time.perf_counter() - clock.start)
 
 
+def hand_written_rate(c: dict, steps: int, optimizer_kwargs: dict) -> float:
+    """cleanrl's dqn.py loop (SB3's ReplayBuffer, a SyncVectorEnv of one env) on the same work, with ML's optimizer
+    arguments: how fast the work goes with no framework around it. Steps per second from step 100 to the end."""
+    import random
+
+    import gymnasium
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from stable_baselines3.common.buffers import ReplayBuffer
+    from torch import nn
+
+    torch.set_num_threads(1)
+    random.seed(1), torch.manual_seed(1)
+    a, hidden = c['agent'], c['model']['hidden']
+    envs = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make('CartPole-v1')],
+                                          autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+    layers = [nn.Linear(4, hidden), nn.ReLU()] + [nn.Linear(hidden, hidden), nn.ReLU()] * (c['model']['depth'] - 1)
+    q = nn.Sequential(*layers, nn.Linear(hidden, 2))
+    target = copy.deepcopy(q)
+    optimizer = torch.optim.Adam(q.parameters(), lr=c['lr'], **optimizer_kwargs)
+    buffer = ReplayBuffer(c['replay']['capacity'], envs.single_observation_space, envs.single_action_space, 'cpu',
+                          handle_timeout_termination=False)
+    obs, _ = envs.reset(seed=1)
+    for step in range(steps):
+        if step == 100:
+            start = time.perf_counter()
+        progress = min(step / a['epsilon_frames'], 1.0)
+        epsilon = (1 - progress) * a['epsilon_start'] + progress * a['epsilon_end']
+        if random.random() < epsilon:
+            actions = np.array([envs.single_action_space.sample()])
+        else:
+            actions = q(torch.Tensor(obs)).argmax(dim=1).numpy()
+        next_obs, rewards, terminations, truncations, infos = envs.step(actions)
+        real_next_obs = next_obs.copy()
+        for i, truncated in enumerate(truncations):
+            if truncated:
+                real_next_obs[i] = infos['final_obs'][i]
+        buffer.add(obs, real_next_obs, actions, rewards, terminations, infos)
+        obs = next_obs
+        if step >= c['learn_after'] and step % c['learn_per_steps'] == 0:
+            data = buffer.sample(c['batch_size'])
+            with torch.no_grad():
+                target_max, _ = target(data.next_observations).max(dim=1)
+                td_target = data.rewards.flatten() + c['replay']['gamma'] * target_max * (1 - data.dones.flatten())
+            old_value = q(data.observations).gather(1, data.actions).squeeze()
+            loss = F.smooth_l1_loss(old_value, td_target)
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(q.parameters(), a['max_grad_norm'])
+            optimizer.step()
+            if step % a['target_update_per_steps'] == 0:
+                target.load_state_dict(q.state_dict())
+    return (steps - 100) / (time.perf_counter() - start)
+
+
 def ml_rate(frames: int, *overrides) -> float:
     """ML's DQN through the ML command; frames per second between the first and last rows of its train.csv."""
     with tempfile.TemporaryDirectory(prefix='ML-cartpole-') as folder:
@@ -119,8 +177,8 @@ def speed(rounds: int, steps: int):
     sb3, sb3_same = 'SB3 DQN', f'SB3 DQN, Adam {optimizer_kwargs}'
     sides = {sb3: lambda: sb3_rate(c, steps, {}),
              sb3_same: lambda: sb3_rate(c, steps, optimizer_kwargs),
+             'hand-written loop': lambda: hand_written_rate(c, steps, optimizer_kwargs),
              'ML DQN': lambda: ml_rate(steps),
-             'ML DQN, agent.double=false': lambda: ml_rate(steps, 'agent.double=false'),
              'ML DQN, num_envs=8': lambda: ml_rate(steps, 'num_envs=8')}
     rates = {side: [] for side in sides}
     for round in range(rounds):
@@ -130,8 +188,8 @@ def speed(rounds: int, steps: int):
     median = {side: statistics.median(values) for side, values in rates.items()}
     print(f'medians of {rounds} rounds: ' + ', '.join(f'{side} {value:.0f}' for side, value in median.items()))
     print(f"ML / SB3 {median['ML DQN'] / median[sb3]:.2f} (target 1.25); against SB3 with ML's Adam arguments "
-          f"{median['ML DQN'] / median[sb3_same]:.2f}, and without double Q "
-          f"{median['ML DQN, agent.double=false'] / median[sb3_same]:.2f}")
+          f"{median['ML DQN'] / median[sb3_same]:.2f}; against the hand-written loop "
+          f"{median['ML DQN'] / median['hand-written loop']:.2f} (which is {median['hand-written loop'] / median[sb3]:.2f}x SB3)")
     print(f"ML with 8 envs / SB3's single env {median['ML DQN, num_envs=8'] / median[sb3]:.2f} (target 3)")
 
 

@@ -2,6 +2,8 @@
 dataset that grows. This module is the only writer of the Counters."""
 from contextlib import contextmanager
 
+import numpy as np
+
 from ML.specs import Counters
 
 
@@ -52,7 +54,7 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
             step = world.step(agent, counters)
             replay.add(step)
             # frames as the field counts them (an Atari step is 4 emulator frames), not autoreset's reset steps
-            counters.frame += int(step.valid.sum()) * world.action_repeat
+            counters.frame += int(np.count_nonzero(step.valid)) * world.action_repeat
             counters.episode += len(step.episode_returns)
             episode_returns += step.episode_returns
 

@@ -148,8 +148,9 @@ def test_specs_come_from_the_spaces():
     assert world.action_spec == Spec((), torch.int64, discrete=True, low=0, high=1)
     assert world.suite == 'gym' and world.name == 'CartPole-v1'
     world.close()
-    world = GymWorld('Pendulum-v1')
-    assert world.action_spec == Spec((1,), torch.float32, discrete=False, low=-2.0, high=2.0)
+    world = GymWorld('MountainCarContinuous-v0')  # bounds of [-1, 1] already: kept as they are
+    assert world.action_spec == Spec((1,), torch.float32, discrete=False, low=-1.0, high=1.0)
+    assert not isinstance(world.eval_env, gymnasium.wrappers.RescaleAction)
     world.close()
 
 

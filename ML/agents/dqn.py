@@ -15,6 +15,7 @@ wants its own recipe (Mnih et al. 2015: epsilon over 1M frames, a target refresh
 import copy
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,6 +77,7 @@ class DQN(nn.Module):
         self.q = QNetwork(eyes, model, value_stream(eyes, obs_spec.shape) if dueling else None)
         self.target_q = copy.deepcopy(self.q).requires_grad_(False).eval()
         self._modules_of_q = list(self.q.modules())
+        self._rng = np.random.default_rng(int(torch.randint(2 ** 62, ())))  # seeded by the run's seed, through torch
         self._flags_only = all(type(module).train is nn.Module.train for module in self._modules_of_q)
         self._parameters_of_q = list(self.q.parameters())
         self.optim = optim(self._parameters_of_q)
@@ -105,19 +107,23 @@ class DQN(nn.Module):
         progress = min(frame / self.epsilon_frames, 1.0) if self.epsilon_frames > 0 else 1.0
         return (1 - progress) * self.epsilon_start + progress * self.epsilon_end
 
-    @torch.no_grad()
     def act(self, obs, counters, greedy=False):
         """(B, *obs) -> (B,) int64 actions: the argmax of Q, or with chance epsilon a uniformly random action."""
-        n = len(obs)
-        explore = None if greedy else torch.rand(n) < self.epsilon(counters.frame)  # drawn on the CPU: no sync
-        if explore is not None and explore.all():  # while epsilon is high, most steps need no forward pass
-            return torch.randint(self.num_actions, (n,), device=obs.device)
+        n = obs.shape[0]
+        # exploration draws in numpy: a handful of torch calls for one random number would cost more than the env
+        explore = np.zeros(n, bool) if greedy else self._rng.random(n) < self.epsilon(counters.frame)
+        if explore.all():  # while epsilon is high, most steps need no forward pass
+            return torch.from_numpy(self._random_actions(n)).to(obs.device)
         self._mode(training=False)  # act in eval mode (dropout off, batch norm frozen); learn() switches back
-        action = self.q(obs).argmax(dim=1)
-        if explore is not None and explore.any():
-            random = torch.randint(self.num_actions, (n,), device=action.device)
-            action = torch.where(explore.to(action.device), random, action)
+        with torch.inference_mode():
+            action = self.q(obs).argmax(dim=1)
+        if explore.any():
+            random = torch.from_numpy(np.where(explore, self._random_actions(n), -1))
+            action = torch.where(random >= 0, random.to(action.device), action)
         return action
+
+    def _random_actions(self, n):
+        return (self._rng.random(n) * self.num_actions).astype(np.int64)  # uniform over 0..num_actions - 1
 
     def learn(self, batch, counters):
         """One gradient step on the TD error; the batch's reward and discount already hold the n-step return."""

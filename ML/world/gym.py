@@ -68,7 +68,7 @@ class GymWorld:
                                      torch.empty(0, dtype=self.action_spec.dtype).numpy().dtype)
 
     def _tensor(self, obs):
-        return torch.as_tensor(np.asarray(obs, self._obs_dtype), device=self.device)
+        return torch.from_numpy(np.asarray(obs, self._obs_dtype)).to(self.device)
 
     def step(self, agent, counters):
         """Act with the exploring policy in every env and return what happened."""
@@ -76,13 +76,15 @@ class GymWorld:
             action = self._idle_action
         else:
             action = agent.act(self._tensor(self._obs), counters).cpu().numpy()
-        next_obs, reward, terminated, truncated, _ = self.envs.step(action + self._action_start)
-        valid = ~self._resetting
+        next_obs, reward, terminated, truncated, _ = self.envs.step(
+            action + self._action_start if self._action_start else action)
         self._returns += reward  # a reset step's reward is 0
-        ended = terminated | truncated
-        step = Step(self._obs, action, reward, next_obs, terminated, truncated,
-                    episode_returns=self._returns[ended].tolist(), valid=valid)
-        self._returns[ended] = 0
+        ended, finished = terminated | truncated, []
+        if ended.any():
+            finished = self._returns[ended].tolist()
+            self._returns[ended] = 0
+        step = Step(self._obs, action, reward, next_obs, terminated, truncated, episode_returns=finished,
+                    valid=~self._resetting)
         self._obs, self._resetting = next_obs, ended
         return step
 
