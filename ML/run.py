@@ -53,8 +53,10 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
         if acting:
             step = world.step(agent, counters)
             replay.add(step)
-            # frames as the field counts them (an Atari step is 4 emulator frames), not autoreset's reset steps
-            counters.frame += int(np.count_nonzero(step.valid)) * world.action_repeat
+            acted = int(np.count_nonzero(step.valid))
+            if not acted:  # every env only reset (gymnasium's NEXT_STEP autoreset): no step of the agent's
+                continue
+            counters.frame += acted * world.action_repeat  # as the field counts: an Atari step is 4 frames
             counters.episode += len(step.episode_returns)
             episode_returns += step.episode_returns
 

@@ -49,7 +49,7 @@ class Batch(NamedTuple):
 @dataclass
 class Counters:
     """Where the run is. Only the loop (ML/run.py) changes these; everyone else gets them to read."""
-    step: int = 0     # learning updates
+    step: int = 0     # loop steps: offline a learning step; online a step of every env (autoreset-only steps aside)
     frame: int = 0    # samples seen: environment frames online, data points offline
     episode: int = 0  # episodes finished online; full passes over the data offline
     epoch: int = 0    # full passes over the data (offline only)
