@@ -141,3 +141,25 @@ def test_exploration_picks_random_actions_and_greedy_never_does():
 def test_continuous_actions_are_refused():
     with pytest.raises(ConfigError, match='Agent=DQN picks among discrete actions'):
         DQN(nn.Identity(), nn.Linear(4, 1), SGD, Spec((1,), low=-2.0, high=2.0), obs_spec=Spec((4,)))
+
+
+class FrozenNorm(nn.BatchNorm1d):
+    """A layer with its own train(): batch statistics always frozen, as fine-tuning code often does."""
+
+    def train(self, mode=True):
+        return super().train(False)
+
+
+@pytest.mark.parametrize('norm', [nn.BatchNorm1d, FrozenNorm])
+def test_acting_runs_in_eval_mode_and_learning_in_train_mode(norm):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), norm(16), nn.Dropout(0.5), nn.Linear(16, 3))
+    agent = DQN(nn.Identity(), model, SGD, ACTIONS, obs_spec=Spec((4,)))
+    obs = torch.randn(1, 4)  # one observation: batch norm in train mode would refuse it
+    actions = {int(agent.act(obs, Counters(), greedy=True)) for _ in range(20)}
+    assert len(actions) == 1 and not any(module.training for module in agent.q.modules()), 'dropout off'
+    agent.learn(random_batch(), Counters(step=1))
+    assert agent.q.model[2].training and model[1].training == (norm is nn.BatchNorm1d), "a module's train() is kept"
+    assert not any(module.training for module in agent.target_q.modules())
+    agent.act(obs, Counters(), greedy=True)
+    assert not any(module.training for module in agent.q.modules())

@@ -97,8 +97,8 @@ class DQN(nn.Module):
         if self.q.training == training:
             return
         if self._flags_only:
-            for module in self._modules_of_q:
-                module.training = training
+            for module in self._modules_of_q:  # the plain attribute, past nn.Module.__setattr__'s bookkeeping
+                module.__dict__['training'] = training
         else:
             self.q.train(training)
 
