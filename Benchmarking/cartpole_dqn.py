@@ -48,7 +48,7 @@ def rows(path: Path) -> list:
 
 def learn(seeds, frames=50_000):
     print(f'learning: ML task=RL train_frames={frames}, seeds {seeds}')
-    reached = 0
+    reached, ended = 0, 0
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix='ML-cartpole-') as folder:
             start = time.perf_counter()
@@ -57,10 +57,11 @@ def learn(seeds, frames=50_000):
             evaluation = rows(run / 'eval.csv')
         returns = [float(row['return']) for row in evaluation]
         first = next((row['frame'] for row in evaluation if float(row['return']) >= 475), None)
-        reached += returns[-1] >= 475
+        reached += first is not None
+        ended += returns[-1] >= 475
         print(f'seed {seed}: final {returns[-1]:5.1f}  best {max(returns):5.1f}  first >= 475 at frame {first}  '
               f'({evaluation[-1]["frame"]} frames, {wall:.0f} s wall, {pressure()})', flush=True)
-    print(f'{reached} of {len(seeds)} seeds end at a greedy return >= 475')
+    print(f'{reached} of {len(seeds)} seeds reach a greedy return >= 475 within {frames} frames; {ended} end there')
 
 
 def recipe() -> dict:
