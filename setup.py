@@ -28,6 +28,7 @@ setup(
         'atari': ['ale-py>=0.10.1', 'opencv-python-headless>=4.6'],  # 0.10.1: the first ale-py on numpy 2; gymnasium's
                                                                       # AtariPreprocessing resizes with OpenCV
         'dmc': ['dm-control>=1.0.50,<1.1', 'mujoco>=3.17,<4'],  # mujoco 4 breaks dm-control 1.0.50
+        'box2d': ['box2d>=2.3.10'],  # gymnasium's LunarLander, BipedalWalker, CarRacing (a wheel: no swig needed)
         'video': ['moviepy>=2', 'pygame>=2.5'],  # gymnasium's RecordVideo writes with moviepy; classic control draws
                                                  # with pygame
         'bench': ['stable-baselines3>=2.0'],     # the peer the Benchmarking/ scripts measure against

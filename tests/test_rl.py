@@ -219,3 +219,12 @@ def test_box_actions_of_other_bounds_are_rescaled_to_the_unit_range():
     world.eval_env.step(np.array([1.0], np.float32))
     assert world.eval_env.unwrapped.last_u == pytest.approx(2.0), "the agent's +1 is Pendulum's full torque"
     world.close()
+
+
+def test_an_env_whose_dependency_is_missing_says_what_to_install(monkeypatch):
+    def missing(*args, **kwargs):
+        raise gymnasium.error.DependencyNotInstalled('Box2D is not installed, you can install it by run `pip install '
+                                                     'swig` followed by `pip install "gymnasium[box2d]"`')
+    monkeypatch.setattr(gymnasium, 'make', missing)
+    with pytest.raises(ConfigError, match=r"^Env='LunarLander-v3': Box2D is not installed.*pip install 'ML\[box2d\]'"):
+        GymWorld('LunarLander-v3')

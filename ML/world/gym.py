@@ -43,6 +43,9 @@ class GymWorld:
             except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as e:
                 raise PathError(f'Env={env!r} is not a registered gymnasium id'
                                 f'{did_you_mean(env, gymnasium.registry)}') from e
+            except gymnasium.error.DependencyNotInstalled as e:  # Box2D, MuJoCo, ...: gymnasium names the install
+                extra = " (for Box2D: pip install 'ML[box2d]')" if 'box2d' in str(e).lower() else ''
+                raise ConfigError(f'Env={env!r}: {str(e).strip().splitlines()[0]}{extra}') from e
 
         self.eval_env = make(**({'render_mode': 'rgb_array'} if video else {}))
         self.video_folder, self._recorder = None, None
