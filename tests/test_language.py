@@ -204,3 +204,13 @@ def test_an_environment_without_a_task_is_reinforcement_learning(user_dir):
     assert (config['Env'], config['Dataset'], config['Agent']) == ('CartPole-v1', None, 'DQN')
     assert compose.compose(['Env=null'], user_dir)['Dataset'] == 'Digits'
     assert compose.compose(['task=recipe', 'Env=null'], user_dir)['Eyes'] == 'CNN', 'a named task is kept'
+    atari, dmc = (compose.compose(overrides, user_dir) for overrides in (['Env=Atari', '+env.game=pong'],
+                                                                          ['Env=DMC', '+env.task=cheetah_run']))
+    assert (atari['Agent'], atari['env']['game'], atari['replay']['clip_reward']) == ('DQN', 'pong', 1)
+    assert (dmc['Agent'], dmc['env']['task'], dmc['Eyes']) == ('DrQV2', 'cheetah_run', 'DrQV2Encoder')
+
+
+def test_a_suites_recipe_answers_to_its_own_name(user_dir):
+    config = compose.compose(['task=breakout'], user_dir)
+    assert (config['Env'], config['env']['game']) == ('Atari', 'breakout')
+    assert compose.compose(['task=walker_walk'], user_dir)['env']['task'] == 'walker_walk'

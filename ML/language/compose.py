@@ -16,7 +16,8 @@ from ML.language import recipes
 HYDRA_FUNCTIONS = ('choice', 'range', 'interval', 'glob', 'tag', 'sort', 'shuffle', 'int', 'float', 'str', 'bool')
 OVERRIDE = re.compile(r'^(?P<prefix>~|\+\+|\+)?(?P<key>[^=~+][^=]*?)(?:=(?P<value>.*))?$', re.DOTALL)
 FREE_TYPED = {'load'}  # keys whose values may take several types: load=true, load='MyExp MNIST', load=path.pt
-LIVE = 'live:'  # a placeholder for an object passed from code, e.g. Model='live:Model'
+LIVE = 'live:'
+SUITE_RECIPES = {'Atari': 'atari/base', 'DMC': 'dmc/drqv2'}  # the recipe of an Env given with no task; others: RL  # a placeholder for an object passed from code, e.g. Model='live:Model'
 
 
 def learning_steps(*, _root_) -> int:
@@ -174,11 +175,12 @@ def prepare(overrides: list, cwd: Path) -> list:
         value = prepared[i].split('=', 1)[1]
         options = [recipes.register(option.strip(), cwd) for option in _split_top(value)] if value else []
         prepared[i] = f"task={','.join(options)}"
-    if not tasks:  # the default task, which a user's ./classify.yaml may replace; an environment means task=RL
-        wants_env = any(_key(override) == 'Env' and override.split('=', 1)[1] not in ('', 'null')
-                        for override in prepared)
-        recipes.register('RL' if wants_env else 'classify', cwd)
-        prepared = ['task=RL'] * wants_env + prepared
+    if not tasks:  # the default task, which a user's ./classify.yaml may replace; an environment means RL
+        envs = [override.split('=', 1)[1] for override in prepared if _key(override) == 'Env']
+        env = envs[-1] if envs and envs[-1] not in ('', 'null') else None
+        task = 'classify' if env is None else SUITE_RECIPES.get(env, 'RL')
+        recipes.register(task, cwd)
+        prepared = ([] if env is None else [f'task={task}']) + prepared
     return prepared
 
 

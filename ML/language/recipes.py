@@ -57,6 +57,9 @@ def _register(task: str, here: Path, chain: tuple) -> str:
     if path is None:
         if task in builtin_recipes():
             return task
+        in_a_suite = [name for name in builtin_recipes() if name.rsplit('/', 1)[-1] == task]
+        if len(in_a_suite) == 1:  # task=breakout is atari/breakout, task=walker_walk is dmc/walker_walk
+            return in_a_suite[0]
         known = user_recipes(here) + builtin_recipes()
         raise RecipeError(f'task={task}: no recipe ./{task}.yaml in {here} nor a built-in one'
                           f'{did_you_mean(task, known)}; recipes: {", ".join(known)}')
