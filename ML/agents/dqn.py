@@ -76,10 +76,9 @@ class DQN(nn.Module):
         self.num_actions = action_spec.n
         self.q = QNetwork(eyes, model, value_stream(eyes, obs_spec.shape) if dueling else None)
         self.target_q = copy.deepcopy(self.q).requires_grad_(False).eval()
-        self._modules_of_q = list(self.q.modules())
-        self._rng = np.random.default_rng(int(torch.randint(2 ** 62, ())))  # seeded by the run's seed, through torch
+        self._modules_of_q, self._parameters_of_q = list(self.q.modules()), list(self.q.parameters())
         self._flags_only = all(type(module).train is nn.Module.train for module in self._modules_of_q)
-        self._parameters_of_q = list(self.q.parameters())
+        self._rng = np.random.default_rng(int(torch.randint(2 ** 62, ())))  # seeded by the run's seed, through torch
         self.optim = optim(self._parameters_of_q)
         self.scheduler = scheduler(self.optim) if scheduler is not None else None
         self.double, self.target_tau, self.target_update_per_steps = double, target_tau, target_update_per_steps
