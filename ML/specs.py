@@ -29,6 +29,11 @@ class Spec:
         return cls(**{**values, 'shape': tuple(values['shape']), 'dtype': getattr(torch, values['dtype'])})
 
     @property
+    def numpy_dtype(self):
+        """The dtype numpy stores these values in (torch.uint8 -> numpy.uint8)."""
+        return torch.empty(0, dtype=self.dtype).numpy().dtype
+
+    @property
     def head_shape(self) -> tuple:
         """What a network's output must look like to predict this: one score per class, or the value itself."""
         return (self.n,) if self.discrete else tuple(self.shape)

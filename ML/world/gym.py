@@ -67,8 +67,8 @@ class GymWorld:
         self._obs, _ = self.envs.reset(seed=seed)  # sub-env i gets seed + i
         self._resetting = np.zeros(num_envs, bool)  # which envs' next step is a reset step
         self._returns = np.zeros(num_envs)           # return so far of each env's running episode
-        self._idle_action = np.zeros((num_envs, *self.action_spec.shape),  # stored for a reset step, which ignores it
-                                     torch.empty(0, dtype=self.action_spec.dtype).numpy().dtype)
+        # what a reset step stores as its action, which the env ignores
+        self._idle_action = np.zeros((num_envs, *self.action_spec.shape), self.action_spec.numpy_dtype)
 
     def _tensor(self, obs):
         return torch.from_numpy(np.asarray(obs, self._obs_dtype)).to(self.device)

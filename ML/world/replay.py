@@ -81,11 +81,9 @@ class Replay:
                              f'fewer than nstep={self.nstep} or frame_stack={self.frame_stack}')
         self.num_envs, self.rows = num_envs, steps + 1  # + the row ahead, holding the newest next_obs
         shape = (self.rows, num_envs)
-        obs_dtype, action_dtype = (torch.empty(0, dtype=spec.dtype).numpy().dtype
-                                   for spec in (self.obs_spec, self.action_spec))
         arrays = arrays or dict(
-            frame=np.zeros(shape + self.frame_shape, obs_dtype),
-            action=np.zeros(shape + tuple(self.action_spec.shape), action_dtype),
+            frame=np.zeros(shape + self.frame_shape, self.obs_spec.numpy_dtype),
+            action=np.zeros(shape + tuple(self.action_spec.shape), self.action_spec.numpy_dtype),
             reward=np.zeros(shape, np.float32), terminated=np.zeros(shape, bool), truncated=np.zeros(shape, bool),
             valid=np.zeros(shape, bool),  # a transition that can be sampled: written, not a reset row, not forgotten
             age=np.zeros(shape, np.int32))  # earlier frames of its episode in the row's stack, 0..frame_stack - 1
@@ -209,7 +207,7 @@ class Replay:
         frame_stack rows ending at each, clamped at its episode's first row."""
         batch, stack = len(t), self.frame_stack
         if stack == 1:
-            return (torch.from_numpy(self.frame[rows, env]).to(self.device) for rows in (t, after))
+            return (self._tensor(self.frame[rows, env]) for rows in (t, after))
         back = self._back[::-1]  # oldest first
         rows = [(row[:, None] - np.minimum(back, self.age[row, env][:, None])) % self.rows for row in (t, after)]
         # both in one gather; with nstep 1, after = t + 1, whose stack is t's shifted by one row: one row more
