@@ -15,13 +15,12 @@ step to its last step, so start-up and the first 1000 steps of filling the repla
 callback, ML from its own train.csv (the rows that carry a loss).
 """
 import argparse
-import csv
 import time
 from pathlib import Path
 
 
 import ML
-from common import interleave, workspace  # Benchmarking/common.py, beside this script
+from common import interleave, logged_rate, workspace  # Benchmarking/common.py, beside this script
 
 LEARN_AFTER, REPLAY, TARGET_EVERY = 1000, 100_000, 1000
 
@@ -67,10 +66,8 @@ def through_ml(frames: int, folder: Path) -> float:
               f'replay.capacity={REPLAY}', 'agent.epsilon_start=0.01', f'agent.target_update_per_steps={TARGET_EVERY}',
               'eval_per_steps=null', 'eval_episodes=1', 'log_per_steps=250', 'save=false', 'progress=false',
               'device=cpu')
-    with open(folder / 'Benchmarking/Exp/DQN/atari/pong_1/train.csv') as file:
-        rows = [row for row in csv.DictReader(file) if row.get('loss')]
-    steps = (int(rows[-1]['frame']) - int(rows[0]['frame'])) / 4
-    return steps / (float(rows[-1]['time']) - float(rows[0]['time']))
+    # the rows that carry a loss: from the first learning step; 4 emulator frames an agent step
+    return logged_rate(folder / 'Benchmarking/Exp/DQN/atari/pong_1/train.csv', keep=lambda row: row.get('loss')) / 4
 
 
 def main():

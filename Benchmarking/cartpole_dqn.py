@@ -21,14 +21,13 @@ import copy
 import csv
 import inspect
 import os
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from common import pressure  # Benchmarking/common.py, beside this script
+from common import interleave, logged_rate, pressure  # Benchmarking/common.py, beside this script
 
 ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONUNBUFFERED': '1'}
 
@@ -163,8 +162,7 @@ def ml_rate(frames: int, *overrides) -> float:
     """ML's DQN through the ML command; frames per second between the first and last rows of its train.csv."""
     with tempfile.TemporaryDirectory(prefix='ML-cartpole-') as folder:
         run = ml(f'train_frames={frames}', 'eval_per_steps=null', 'eval_episodes=1', *overrides, cwd=Path(folder))
-        log = rows(run / 'train.csv')
-    return (int(log[-1]['frame']) - int(log[0]['frame'])) / (float(log[-1]['time']) - float(log[0]['time']))
+        return logged_rate(run / 'train.csv')
 
 
 def speed(rounds: int, steps: int):
@@ -174,23 +172,18 @@ def speed(rounds: int, steps: int):
           f"one update per {c['learn_per_steps']} steps after {c['learn_after']}, target every "
           f"{c['agent']['target_update_per_steps']} steps, buffer {c['replay']['capacity']}, "
           f"ML's optimizer arguments {optimizer_kwargs}; {steps} steps per side per round")
-    # SB3's DQN has no double Q: ML's recipe pays a third forward pass per update for it, so ML also runs without
     sb3, sb3_same = 'SB3 DQN', f'SB3 DQN, Adam {optimizer_kwargs}'
     sides = {sb3: lambda: sb3_rate(c, steps, {}),
              sb3_same: lambda: sb3_rate(c, steps, optimizer_kwargs),
              'hand-written loop': lambda: hand_written_rate(c, steps, optimizer_kwargs),
              'ML DQN': lambda: ml_rate(steps),
              'ML DQN, num_envs=8': lambda: ml_rate(steps, 'num_envs=8')}
-    rates = {side: [] for side in sides}
-    for round in range(rounds):
-        for side, rate in sides.items():
-            rates[side].append(rate())
-            print(f'round {round}: {side:<44} {rates[side][-1]:6.0f} frames/s  ({pressure()})', flush=True)
-    median = {side: statistics.median(values) for side, values in rates.items()}
+    median = interleave(sides, rounds, 'frames/s')
     print(f'medians of {rounds} rounds: ' + ', '.join(f'{side} {value:.0f}' for side, value in median.items()))
     print(f"ML / SB3 {median['ML DQN'] / median[sb3]:.2f} (target 1.25); against SB3 with ML's Adam arguments "
           f"{median['ML DQN'] / median[sb3_same]:.2f}; against the hand-written loop "
-          f"{median['ML DQN'] / median['hand-written loop']:.2f} (which is {median['hand-written loop'] / median[sb3]:.2f}x SB3)")
+          f"{median['ML DQN'] / median['hand-written loop']:.2f} "
+          f"(which is {median['hand-written loop'] / median[sb3]:.2f}x SB3)")
     print(f"ML with 8 envs / SB3's single env {median['ML DQN, num_envs=8'] / median[sb3]:.2f} (target 3)")
 
 

@@ -1,4 +1,6 @@
-"""What the benchmarks here share: a quiet workspace, interleaved rounds, and the CPU pressure beside each figure."""
+"""What the benchmarks here share: a quiet workspace, interleaved rounds, the CPU pressure beside each figure, and
+the rate an ML run logged."""
+import csv
 import os
 import statistics
 import tempfile
@@ -33,3 +35,11 @@ def interleave(sides: dict, rounds: int, unit: str) -> dict:
             figures[name].append(side())
             print(f'round {round}: {name:<{width}} {figures[name][-1]:8.1f} {unit}  ({pressure()})', flush=True)
     return {name: statistics.median(values) for name, values in figures.items()}
+
+
+def logged_rate(train_csv: Path, counter: str = 'frame', keep=lambda row: True) -> float:
+    """How fast an ML run went by its own train.csv: `counter` (step or frame) between the first and last rows
+    kept, over the time between them, so that start-up is not counted."""
+    with open(train_csv) as file:
+        rows = [row for row in csv.DictReader(file) if keep(row)]
+    return (int(rows[-1][counter]) - int(rows[0][counter])) / (float(rows[-1]['time']) - float(rows[0]['time']))

@@ -8,7 +8,6 @@ CPU pressure (/proc/pressure/cpu, avg10) at the time, and the summary takes medi
 own train.csv (steps between its first and last log row over the time between them), so start-up is not counted.
 """
 import argparse
-import csv
 import time
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from torch.nn import functional as F
 import ML
 from ML.blocks.mlp import MLP
 from ML.world.datasets import Digits, split
-from common import interleave, workspace  # Benchmarking/common.py, beside this script
+from common import interleave, logged_rate, workspace  # Benchmarking/common.py, beside this script
 
 
 def hand_written(steps: int, batch_size: int = 256) -> float:
@@ -47,9 +46,7 @@ def hand_written(steps: int, batch_size: int = 256) -> float:
 def through_ml(steps: int, folder: Path) -> float:
     """The default task, as `ML train_steps=... eval_per_steps=null save=false` runs it. Returns steps per second."""
     ML.launch(f'train_steps={steps}', 'eval_per_steps=null', 'save=false', 'progress=false', 'batch_size=256')
-    with open(folder / 'Benchmarking/Exp/Classifier/classify/Digits_1/train.csv') as file:
-        rows = list(csv.DictReader(file))
-    return (int(rows[-1]['step']) - int(rows[0]['step'])) / (float(rows[-1]['time']) - float(rows[0]['time']))
+    return logged_rate(folder / 'Benchmarking/Exp/Classifier/classify/Digits_1/train.csv', counter='step')
 
 
 def main():
