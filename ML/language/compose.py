@@ -16,8 +16,8 @@ from ML.language import recipes
 HYDRA_FUNCTIONS = ('choice', 'range', 'interval', 'glob', 'tag', 'sort', 'shuffle', 'int', 'float', 'str', 'bool')
 OVERRIDE = re.compile(r'^(?P<prefix>~|\+\+|\+)?(?P<key>[^=~+][^=]*?)(?:=(?P<value>.*))?$', re.DOTALL)
 FREE_TYPED = {'load'}  # keys whose values may take several types: load=true, load='MyExp MNIST', load=path.pt
-LIVE = 'live:'
-SUITE_RECIPES = {'Atari': 'atari/base', 'DMC': 'dmc/drqv2'}  # the recipe of an Env given with no task; others: RL  # a placeholder for an object passed from code, e.g. Model='live:Model'
+LIVE = 'live:'  # a placeholder for an object passed from code, e.g. Model='live:Model'
+SUITE_RECIPES = {'Atari': 'atari/base', 'DMC': 'dmc/drqv2'}  # the recipe of an Env given with no task; others: RL
 
 
 def learning_steps(*, _root_) -> int:
@@ -27,7 +27,8 @@ def learning_steps(*, _root_) -> int:
     c = _root_
     online = c.Env is not None and not c.offline
     if c.train_steps is None and c.train_frames is None:
-        raise ConfigError('${learning_steps:} counts the budget, and the run has none: set train_steps or train_frames')
+        raise ConfigError('${learning_steps:} counts the budget, and the run has none: '
+                          'set train_steps or train_frames')
     frames_per_step = c.num_envs if online else c.batch_size
     steps = c.train_steps if c.train_steps is not None else math.ceil(c.train_frames / frames_per_step)
     if not online:
