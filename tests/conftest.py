@@ -116,6 +116,13 @@ def checkpoint(cwd: Path, experiment='Exp', agent='Classifier', suite='classify'
     return cwd / 'Checkpoints' / experiment / agent / suite / f'{task}_{seed}.pt'
 
 
+def loggable(metrics: dict) -> bool:
+    """What an agent's learn() returns is what the logger writes: numbers or one-value tensors, none with a graph."""
+    import torch
+    return all(torch.as_tensor(value).numel() == 1 and not torch.as_tensor(value).requires_grad
+               for value in metrics.values())
+
+
 @pytest.fixture(autouse=True)
 def no_downloads(monkeypatch):
     """Tests never download: a test that reaches for a dataset on the network fails instead."""

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import loggable
 from ML.agents.dqn import DQN
 from ML.errors import ConfigError
 from ML.specs import Batch, Counters, Spec
@@ -72,7 +73,8 @@ def test_uint8_pixels_are_scaled_to_the_unit_interval(dueling):
     torch.testing.assert_close(agent.q(pixels.obs), agent.q(scaled.obs))
     assert torch.equal(agent.act(pixels.obs, Counters(), greedy=True), agent.act(scaled.obs, Counters(), greedy=True))
     counters = Counters(step=1)
-    assert float(agent.learn(pixels, counters)['loss']) == pytest.approx(float(twin.learn(scaled, counters)['loss']), rel=1e-5)
+    loss, twin_loss = (float(a.learn(batch, counters)['loss']) for a, batch in ((agent, pixels), (twin, scaled)))
+    assert loss == pytest.approx(twin_loss, rel=1e-5)
     for a, b in zip(agent.q.parameters(), twin.q.parameters()):
         torch.testing.assert_close(a, b)
 
@@ -81,9 +83,7 @@ def test_prioritized_weights_scale_each_samples_loss_and_return_priorities():
     counters = Counters(step=1)
     uniform = random_batch()
     plain = vector_agent().learn(uniform, counters)
-    # what the logger writes: numbers or one-value tensors, none holding a graph
-    assert 'priority' not in plain and all(torch.as_tensor(value).numel() == 1 and not torch.as_tensor(value).requires_grad
-                                           for value in plain.values())
+    assert 'priority' not in plain and loggable(plain)
 
     ones = vector_agent().learn(uniform._replace(weight=torch.ones(8)), counters)
     assert float(ones['loss']) == pytest.approx(float(plain['loss']))
@@ -92,7 +92,7 @@ def test_prioritized_weights_scale_each_samples_loss_and_return_priorities():
     assert float(weighted['loss']) != pytest.approx(float(plain['loss']))
     priority = weighted.pop('priority')
     assert priority.shape == (8,) and (priority >= 0).all() and not priority.requires_grad
-    assert all(torch.as_tensor(value).numel() == 1 for value in weighted.values())
+    assert loggable(weighted)
 
     # the loss is the weighted mean of the per-sample Huber losses of those TD errors (taken before the step)
     huber = torch.where(priority < 1, 0.5 * priority ** 2, priority - 0.5)

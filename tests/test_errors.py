@@ -35,7 +35,8 @@ CASES = [
     pytest.param(['env.game=pong'], r"env\.game: Env is null, so nothing takes it", id='unused-twin'),
     pytest.param(['Scheduler=torch.optim.lr_scheduler.StepLR'], r"Scheduler=torch\.optim\.lr_scheduler\.StepLR: "
                  r"needs 'step_size'; give scheduler\.step_size=", id='missing-argument'),
-    pytest.param(['Env=CartPole-v1', 'Dataset=Digits'], r"Env=CartPole-v1 and Dataset=Digits: give one; .*task=RL", id='env-and-dataset'),
+    pytest.param(['Env=CartPole-v1', 'Dataset=Digits'], r"Env=CartPole-v1 and Dataset=Digits: give one; .*task=RL",
+                 id='env-and-dataset'),
     pytest.param(['--bogus'], r"--bogus: unknown flag", id='unknown-flag'),
 ]
 

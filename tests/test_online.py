@@ -132,7 +132,8 @@ def test_a_users_environment_and_agent_by_path(user_dir):
 def test_learn_steps_learn_several_times_every_learn_per_steps(user_dir):
     (user_dir / 'Mine.py').write_text(USER_ENV_AND_AGENT)
     agent = ML.launch(*QUICK, 'Env=Mine.Corridor', 'Agent=Mine.Right', 'num_envs=2', 'train_steps=60',
-                      'train_frames=null', 'learn_after=10', 'learn_per_steps=4', 'learn_steps=3', 'eval_per_steps=null')
+                      'train_frames=null', 'learn_after=10', 'learn_per_steps=4', 'learn_steps=3',
+                      'eval_per_steps=null')
     steps = sorted(set(agent.learned_at))
     assert all(step % 4 == 0 for step in steps) and steps[-1] == 56, 'every 4th loop step, to the end'
     assert steps[0] == 4, 'from the step whose transitions fill the replay to learn_after (loop steps 0-4, 2 each)'

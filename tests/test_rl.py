@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import loggable
 from ML.agents.dqn import DQN
 from ML.errors import ConfigError, PathError
 from ML.specs import Batch, Counters, Spec
@@ -171,7 +172,7 @@ def test_dqn_acts_and_learns_without_touching_the_counters():
     metrics = agent.learn(batch, counters)
     assert counters == Counters(step=5, frame=50)
     assert set(metrics) >= {'loss', 'q', 'epsilon'}
-    assert all(torch.as_tensor(v).numel() == 1 and not torch.as_tensor(v).requires_grad for v in metrics.values())
+    assert loggable(metrics)
     assert all(torch.equal(a, b) for a, b in zip(agent.q.parameters(), agent.target_q.parameters())), \
         'step 5 refreshes the target'
 
