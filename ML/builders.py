@@ -105,9 +105,10 @@ def default_agent(specs: dict) -> str:
     return 'DQN' if specs['action_spec'].discrete else 'DrQV2'
 
 
-def make_replay(c: dict, world, device: str, saved: Path):
+def make_replay(c: dict, world, device: str, saved: Path, resume: dict = None, restart: bool = True):
     """The dataset itself offline; online a replay (new, or the one saved in the folder `saved`), or none at all
-    with stream=true."""
+    with stream=true. resume: the state of the replay a checkpoint was saved with (Replay.save_arrays); restart:
+    whether the world starts new episodes (it does unless its environments were restored mid-episode)."""
     if not world.online:
         if c['stream']:
             raise ConfigError('stream=true: learns from an environment\'s steps as they come; a Dataset has none')
@@ -123,12 +124,13 @@ def make_replay(c: dict, world, device: str, saved: Path):
     learning = dict(batch_size=c['batch_size'], nstep=options['nstep'], gamma=options['gamma'], device=device,
                     seed=c['seed'], clip_reward=options['clip_reward'], prioritized=options['prioritized'],
                     alpha=options['alpha'], beta=options['beta'], beta_steps=options['beta_steps'])
-    resuming = c['load'] and options['save'] and saved.is_dir()  # the replay saved with the checkpoint
-    from_disk = options['load'] or c['offline'] or resuming
+    from_disk = options['load'] or c['offline']
     if from_disk and not saved.is_dir():
         key = 'offline=true' if c['offline'] else 'replay.load=true'
         raise CheckpointError(f'{key}: no saved replay at {saved}; save one with replay.save=true')
     try:
+        if resume and (saved / resume['data']).is_dir():  # the replay saved with the checkpoint, as it was then
+            return Replay.load(saved, state=resume, restart=restart, **learning)
         if from_disk:
             return Replay.load(saved, **learning)  # what the saved data fixes (capacity, stacking) stays
         return Replay(world.obs_spec, world.action_spec, capacity=options['capacity'], frame_stack=world.frame_stack,

@@ -1,5 +1,6 @@
 """The ML command: argv -> overrides -> launch, or a Hydra multirun with -m; bad input is one line on stderr."""
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -24,7 +25,7 @@ def main(argv=None):
     unknown = [arg for arg in overrides if arg.startswith('-')]
     if unknown:
         fail(f'{unknown[0]}: unknown flag; ML takes key=value overrides, -m, --cfg job and --help')
-    from ML.errors import MLError
+    from ML.errors import Interrupted, MLError
     try:
         if show_config:
             from omegaconf import OmegaConf
@@ -39,14 +40,15 @@ def main(argv=None):
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':
             raise
-        fail(f'{type(error).__name__}: {error}')
+        # a run a signal stopped exits as a shell reports it (128 + the signal's number: 143 for SIGTERM)
+        fail(f'{type(error).__name__}: {error}', 128 + error.signal if isinstance(error, Interrupted) else 1)
     except KeyboardInterrupt:
-        fail('interrupted')
+        fail('interrupted', 128 + signal.SIGINT)
 
 
-def fail(message: str):
+def fail(message: str, code: int = 1):
     print(f'ML: {message}', file=sys.stderr)
-    sys.exit(1)
+    sys.exit(code)
 
 
 def print_help():

@@ -32,3 +32,19 @@ def did_you_mean(word: str, choices, n: int = 3) -> str:
     by_lower = {str(c).lower(): str(c) for c in choices}  # case never hides a match: Gru finds GRU
     close = difflib.get_close_matches(str(word).lower(), by_lower, n=n, cutoff=0.6)
     return f" (did you mean {' or '.join(repr(by_lower[c]) for c in close)}?)" if close else ''
+
+
+class RunError(MLError):
+    """A run that cannot start or go on: its folder is being written by another run, or a disk refused a write."""
+
+
+class NonFiniteLoss(RunError):
+    """learn() returned nan or an infinite number: the run stops before saving weights that are no good."""
+
+
+class Interrupted(RunError):
+    """A signal (SIGTERM, SIGINT, SIGHUP) stopped the run after it saved; `signal` is its number."""
+
+    def __init__(self, message: str, signal: int):
+        super().__init__(message)
+        self.signal = signal

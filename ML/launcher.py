@@ -1,11 +1,10 @@
 """launch(): the sources merged, composed and checked, then world -> specs -> agent -> replay -> logger, handed to
 the loop. The only reader of the config: everything downstream gets plain arguments."""
 import random
+import signal
 import sys
 import time
-import traceback
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -13,10 +12,12 @@ import yaml
 
 from ML import run
 from ML.builders import make_agent, make_replay, make_world
-from ML.errors import ConfigError
+from ML.errors import ConfigError, Interrupted, RunError
+from ML.interruptions import Interruptions
 from ML.language import compose
 from ML.records import checkpoints, provenance
 from ML.records.logger import Logger
+from ML.records.run_folder import RunFolder, RunPaths, describe_owner, remove_replay
 from ML.specs import Counters, Spec
 
 
@@ -52,75 +53,173 @@ def own_command_line() -> list:
 
 
 def train(config: dict, live: dict = None):
-    """One run of a composed config: build everything, then hand it to the loop. Returns the agent."""
+    """One run of a composed config: build everything, then hand it to the loop. Returns the agent, in eval mode.
+
+    Raises MLError subclasses for what the user can fix (before anything is written), RunError when the run's
+    folder is held by a live run or a disk refuses a write, NonFiniteLoss when the loss turns nan, and Interrupted
+    after a signal stopped the run (its checkpoint saved)."""
     c = compose.live_objects(config, live or {})
     cwd = Path.cwd()
     device = _device(c['device'])
     _seed(c['seed'])
 
-    # build: world -> specs -> agent -> replay (everything that can fail on bad input fails here, before any write)
+    # build: world -> specs -> agent (everything that can fail on bad input fails here, before any write)
     world = make_world(c, cwd, device)
     specs = {'obs_spec': world.obs_spec,
              **({'action_spec': world.action_spec} if world.online else {'label_spec': world.label_spec})}
     plain_specs = {key: spec.plain() for key, spec in specs.items()}
     agent = make_agent(c, specs, cwd, device)
     paths = run_paths(cwd, c, type(agent).__name__, world)
-    replay = make_replay(c, world, device, paths.replay)
 
-    counters = Counters()
+    # resume: the checkpoint's weights, optimizers and schedules, the world's envs where they were, its replay
+    counters, state, notes, resuming = Counters(), {}, [], False
     if c['load']:
         path = checkpoints.find(c['load'], paths.checkpoint, cwd / 'Checkpoints')
         state = checkpoints.read(path)
-        checkpoints.restore(agent, state, path)
+        notes += checkpoints.restore(agent, state, path)
         counters = Counters(**state['counters'])
-    else:
-        _archive(paths.folder)
-    folder = paths.folder
+        notes.insert(0, _resume_line(path, counters, state['config'], config, cwd))
+        resuming = path.resolve() == paths.checkpoint.resolve()  # its own folder goes on; another run's starts one
+    envs_resumed = bool(state.get('world')) and world.online and world.load_state_dict(state['world'])
+    if world.online and state.get('world') is not None and not envs_resumed:
+        notes.append(f'Env={world.name} could not be saved mid-episode: its environments start new episodes')
+    replay = make_replay(c, world, device, paths.replay, resume=state.get('replay') if world.online else None,
+                         restart=not envs_resumed)
+    if state and world.online and not c['stream'] and not c['offline'] and len(replay) == 0 and counters.step:
+        notes.append('this checkpoint was saved without its replay (replay.save=true keeps it with every '
+                     'checkpoint): the replay refills before learning goes on')
+    if state and not world.online and callable(getattr(replay, 'load_state_dict', None)) and 'replay' in state:
+        replay.load_state_dict(state['replay'])  # the data's order and the place in the current pass
 
-    # the run's folder: config.yaml with provenance, a status, and the logs
-    folder.mkdir(parents=True, exist_ok=True)
-    saved = {**config, 'provenance': {'seed': c['seed'], 'specs': plain_specs,
-                                      'versions': provenance.versions(), 'git': provenance.git_state(cwd)}}
-    (folder / 'config.yaml').write_text(yaml.safe_dump(saved, sort_keys=False))
-    (folder / 'status').write_text('running\n')
-    unit = 'step' if c['train_steps'] is not None or c['train_frames'] is None else 'frame'
-    logger = Logger(folder, total=c['train_steps'] if unit == 'step' else c['train_frames'], unit=unit,
-                    progress=c['progress'])
-
+    # the run's folder: claimed (one writer at a time), an earlier run moved aside or its logs cut back
+    folder = RunFolder(paths)
+    earlier = folder.claim()
+    try:
+        checkpoints.remove_temporaries(paths.checkpoint)
+        if earlier is not None and earlier.status in ('running', 'interrupted') and not resuming:
+            notes.append(_earlier_line(earlier, paths, cwd))
+        history = _resume_history(paths.folder, counters, c['load']) if resuming else []
+        saved = {**config, 'provenance': {'seed': c['seed'], 'specs': plain_specs, 'versions': provenance.versions(),
+                                          'git': provenance.git_state(cwd), **({'resumed': history} if history else {})}}
+        folder.start(yaml.safe_dump(saved, sort_keys=False), fresh=not resuming, resume_step=counters.step)
+    except BaseException:
+        folder.release()
+        raise
     if c['video']:
-        world.video_folder = folder / 'media'
-    keep_replay = c['replay']['save'] and world.online and not c['stream']
+        world.video_folder = paths.folder / 'media'
+    if state:
+        checkpoints.set_random_state(state['random'], agent)
+    for line in [getattr(world, 'description', None), *notes]:
+        if line:
+            print(f'ML: {line}')
 
-    def checkpoint(counters):
+    unit = 'step' if c['train_steps'] is not None or c['train_frames'] is None else 'frame'
+    logger = Logger(paths.folder, total=c['train_steps'] if unit == 'step' else c['train_frames'], unit=unit,
+                    progress=c['progress'], elapsed=state.get('elapsed', 0.0))
+    online_replay = world.online and not c['stream'] and not c['offline']
+    stop = Interruptions()
+
+    def checkpoint(counters, loop):
+        """The run saved as one unit: the replay's arrays, then the checkpoint naming them, then the replay made
+        current. An interrupted run keeps its replay even when replay.save=false, so that it can resume."""
+        keep_replay = online_replay and (c['replay']['save'] or stop.requested is not None)
+        replay_state = replay.save_arrays(paths.replay) if keep_replay else None
         if c['save']:
-            checkpoints.save(paths.checkpoint, agent, {**config, 'specs': plain_specs}, counters)
-        if keep_replay:  # with every checkpoint, so that an interrupted run resumes with its experience
-            replay.save(paths.replay)
+            parts = {'world': world.state_dict()} if world.online else {}
+            if replay_state is not None or not world.online:
+                parts['replay'] = replay_state if world.online else getattr(replay, 'state_dict', dict)()
+            checkpoints.save(paths.checkpoint, agent, {**config, 'specs': plain_specs}, counters,
+                             elapsed=logger.elapsed(), loop=loop, parts=parts)
+        if replay_state is not None:
+            replay.commit(paths.replay, replay_state)
 
     started = time.perf_counter()
     try:
-        evaluation = run.run(world, agent, replay, logger, counters,
-                             train_steps=c['train_steps'], train_frames=c['train_frames'],
-                             eval_per_steps=c['eval_per_steps'], log_per_steps=c['log_per_steps'],
-                             save_per_steps=c['save_per_steps'],
-                             learn_after=1 if c['stream'] else c['learn_after'], learn_per_steps=c['learn_per_steps'],
-                             learn_steps=c['learn_steps'], offline=c['offline'],
-                             checkpoint=checkpoint if c['save'] or keep_replay else None)
+        with stop:
+            evaluation = run.run(world, agent, replay, logger, counters,
+                                 train_steps=c['train_steps'], train_frames=c['train_frames'],
+                                 eval_per_steps=c['eval_per_steps'], log_per_steps=c['log_per_steps'],
+                                 save_per_steps=c['save_per_steps'],
+                                 learn_after=1 if c['stream'] else c['learn_after'],
+                                 learn_per_steps=c['learn_per_steps'], learn_steps=c['learn_steps'],
+                                 offline=c['offline'], checkpoint=checkpoint if c['save'] or online_replay else None,
+                                 stop_requested=lambda: stop.requested is not None, resumed=state.get('loop'))
+    except KeyboardInterrupt as error:  # a second signal: stopped at once, the last checkpoint kept
+        logger.close()
+        folder.set_status('interrupted')
+        folder.release()
+        raise Interrupted(f'{error or "interrupted"} at step {counters.step}; the last checkpoint saved is kept',
+                          signal.SIGINT) from None
     except BaseException as error:
         logger.close()
-        (folder / 'status').write_text('crashed\n')
-        (folder / 'crash.txt').write_text(f'{type(error).__name__}: {error}\n\n{traceback.format_exc()}')
+        folder.crash(error)
+        folder.release()
+        if isinstance(error, OSError):  # a full disk, a folder made read-only: the path and the system's reason
+            raise RunError(f'{error.filename or paths.folder}: cannot write ({error.strerror or error})') from error
         raise
     finally:
         if hasattr(world, 'close'):
             world.close()
     logger.close()
-    (folder / 'status').write_text('completed\n')
-    scores = ', '.join(f'{key} {_score(key, value)}' for key, value in evaluation.items())
+    if stop.requested is not None:
+        folder.set_status('interrupted')
+        folder.release()
+        saved_to = f'saved {paths.checkpoint.relative_to(cwd)}; load=true resumes it' if c['save'] else \
+            'nothing saved (save=false)'
+        raise Interrupted(f'{stop.name} at step {counters.step}: {saved_to}', stop.requested)
+    if online_replay and not c['replay']['save'] and not c['replay']['load']:
+        remove_replay(paths.replay)  # kept only to survive an interruption
+    folder.set_status('completed')
+    folder.release()
+    scores = ', '.join(f'{key} {_score(key, value)}' for key, value in (evaluation or {}).items())
     saved_to = f', checkpoint {paths.checkpoint.relative_to(cwd)}' if c['save'] else ''
     print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
-          f'{"evaluation" if world.online else "test"} {scores}; logs {folder.relative_to(cwd)}{saved_to}')
-    return agent
+          f'{"evaluation" if world.online else "test"} {scores}; logs {paths.folder.relative_to(cwd)}{saved_to}')
+    return agent.train(False)
+
+
+def _resume_line(path: Path, counters, saved_config: dict, config: dict, cwd: Path) -> str:
+    """What is resumed, from where, and which hyperparameters changed since the checkpoint."""
+    changed = _changes(saved_config, config)
+    where = path.relative_to(cwd) if path.is_relative_to(cwd) else path
+    return (f'resuming {where} at step {counters.step}'
+            + (f' (changed: {", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())})'
+               if changed else ''))
+
+
+def _changes(saved: dict, now: dict, prefix: str = '') -> dict:
+    """key -> (value in the checkpoint, value now), for every setting that differs (load and specs aside)."""
+    found = {}
+    for key in sorted(set(saved) | set(now)):
+        name = f'{prefix}{key}'
+        if name in ('load', 'specs'):
+            continue
+        old, new = saved.get(key), now.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found.update(_changes(old, new, f'{name}.'))
+        elif old != new:
+            found[name] = (old, new)
+    return found
+
+
+def _resume_history(folder: Path, counters, load) -> list:
+    """The resumes of this run so far (config.yaml's provenance.resumed), and this one."""
+    try:
+        earlier = yaml.safe_load((folder / 'config.yaml').read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        earlier = {}
+    history = list((earlier.get('provenance') or {}).get('resumed') or [])
+    return history + [{'step': counters.step, 'at': time.strftime('%Y-%m-%d %H:%M:%S')}]
+
+
+def _earlier_line(earlier, paths: RunPaths, cwd: Path) -> str:
+    """A fresh run found a run that was killed (or interrupted) in its folder: what load=true would resume."""
+    who = describe_owner(earlier.owner) if earlier.owner else 'a run'
+    checkpoint = (f'load=true resumes it from {paths.checkpoint.relative_to(cwd)}' if paths.checkpoint.is_file()
+                  else 'it left no checkpoint')
+    ended = 'was killed' if earlier.status == 'running' else 'was interrupted'
+    return (f'{paths.folder.relative_to(cwd)}: the run there ({who}) {ended}; {checkpoint}. '
+            f'This fresh run moves it aside (<name>~<time>)')
 
 
 def _score(key, value) -> str:
@@ -129,15 +228,6 @@ def _score(key, value) -> str:
 
 def _safe(name: str) -> str:
     return str(name).replace('/', '_').replace(' ', '_')
-
-
-def _archive(folder: Path):
-    """A fresh run never writes over an earlier run's logs: they move aside to <folder>~<time>."""
-    if folder.is_dir() and any(folder.iterdir()):
-        stamp, n = time.strftime('%Y%m%d-%H%M%S'), 0
-        while (aside := folder.with_name(f'{folder.name}~{stamp}' + (f'-{n}' if n else ''))).exists():
-            n += 1
-        folder.rename(aside)
 
 
 def _device(device: str) -> str:
@@ -154,12 +244,6 @@ def _seed(seed: int):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-class RunPaths(NamedTuple):
-    folder: Path       # Benchmarking/<experiment>/<Agent>/<suite>/<task>_<seed>/: config, logs, status, media
-    checkpoint: Path   # Checkpoints/<experiment>/<Agent>/<suite>/<task>_<seed>.pt
-    replay: Path       # Datasets/ReplayBuffer/<experiment>/<Agent>/<suite>/<task>_<seed>/
 
 
 def run_paths(cwd: Path, c: dict, agent_name: str, world) -> RunPaths:

@@ -1,9 +1,11 @@
 """The one loop. A dataset is an environment whose episodes are passes over the data; an RL environment is a
 dataset that grows. This module is the only writer of the Counters."""
+import math
 from contextlib import contextmanager
 
 import numpy as np
 
+from ML.errors import NonFiniteLoss
 from ML.specs import Counters
 
 
@@ -28,25 +30,66 @@ def eval_mode(agent):
         agent.train(was_training)
 
 
+def check_finite(metrics: dict, step: int):
+    """A loss (or any metric learn() returned) that is nan or infinite stops the run before it saves anything:
+    the weights it came from are no good. Raises NonFiniteLoss naming the metric and the step."""
+    for name, value in metrics.items():
+        number = float(value)
+        if not math.isfinite(number):
+            raise NonFiniteLoss(f'{name} is {number} at step {step}')
+
+
 def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, train_frames=None,
         eval_per_steps=None, log_per_steps=100, save_per_steps=None, learn_after=0, learn_per_steps=1,
-        learn_steps=1, offline=False, checkpoint=None) -> dict:
-    """Trains until a budget is spent; returns the last evaluation's metrics.
+        learn_steps=1, offline=False, checkpoint=None, stop_requested=lambda: False, resumed: dict = None) -> dict:
+    """Trains until a budget is spent or a stop is requested; returns the last evaluation's metrics.
 
     The loop acts in the world when it is an environment (world.online) and the run is not offline (learning from a
     saved replay alone); it then takes learn_steps learning steps every learn_per_steps loop steps (a loop step
     steps every env once: stable-baselines3's gradient_steps and train_freq), and offline one per loop step.
-    checkpoint(counters) saves the run (None: never).
+
+    checkpoint(counters, loop_state) saves the run (None: never); loop_state is what the loop itself carries between
+    steps (the returns of episodes not yet logged, the last evaluation), which `resumed` hands back on resume, so a
+    resumed run continues as if it had never stopped. stop_requested() is asked after every step (a signal arrived):
+    the loop then saves and returns at once, without a final evaluation.
+
+    Raises NonFiniteLoss when learn() returns a nan or infinite number (checked on the steps that write a row or
+    save, and every step on the CPU, where reading a number costs no device sync), before any checkpoint is saved.
+    An evaluation that raises keeps the training: the checkpoint is saved first, then the error goes on.
     """
     acting = world.online and not offline
     evaluate_now, log_now, save_now, learn_now = (Every(eval_per_steps), Every(log_per_steps),
                                                    Every(save_per_steps), Every(learn_per_steps))
+    resumed = resumed or {}
+    episode_returns, evaluation = list(resumed.get('episode_returns', [])), resumed.get('evaluation')
+    evaluated_at = resumed.get('evaluated_at')
+    saved_at = counters.step if resumed else None  # a resumed run starts from a checkpoint of this very step
+    metrics, learned, check_each_step = {}, False, True
 
     def done() -> bool:
         return ((train_steps is not None and counters.step >= train_steps)
                 or (train_frames is not None and counters.frame >= train_frames))
 
-    metrics, episode_returns, evaluation = {}, [], None
+    def save():
+        nonlocal saved_at
+        if checkpoint is not None:
+            if learned:
+                check_finite(metrics, counters.step)
+            checkpoint(counters, {'episode_returns': list(episode_returns), 'evaluation': evaluation,
+                                  'evaluated_at': evaluated_at})
+        saved_at = counters.step
+
+    def evaluate():
+        nonlocal evaluation, evaluated_at
+        try:
+            with eval_mode(agent):
+                evaluation = world.evaluate(agent, counters)
+        except Exception:
+            save()  # evaluating changes no weights: what was learned so far is kept
+            raise
+        evaluated_at = counters.step
+        logger.eval(counters, evaluation)
+
     logger.start(counters)
     while not done():
         # act: one step of every environment, into the replay
@@ -67,6 +110,11 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
                 metrics = agent.learn(batch, counters)
                 if 'priority' in metrics:  # prioritized replay: each sample's new priority (its TD error)
                     replay.update_priorities(batch.index, metrics.pop('priority'))
+            learned = True
+            if check_each_step:  # on the CPU reading a number is free; on a GPU it waits for the device
+                check_finite(metrics, counters.step + 1)
+                check_each_step = all(getattr(getattr(value, 'device', None), 'type', 'cpu') == 'cpu'
+                                      for value in metrics.values())
             if not acting:  # offline, a frame is a data point learned from
                 counters.frame += len(batch.obs)
                 if getattr(replay, 'pass_ended', False):
@@ -77,24 +125,24 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
 
         # log
         if log_now(counters.step):
+            if learned:
+                check_finite(metrics, counters.step)
             logger.train(counters, metrics, episode_returns)
             episode_returns = []
 
         # evaluate
         if evaluate_now(counters.step):
-            with eval_mode(agent):
-                evaluation = world.evaluate(agent, counters)
-            logger.eval(counters, evaluation)
+            evaluate()
 
         # save
-        if checkpoint is not None and save_now(counters.step):
-            checkpoint(counters)
+        if save_now(counters.step) or stop_requested():
+            save()
+        if stop_requested():
+            return evaluation
 
-    # the end: a last evaluation and checkpoint, unless this very step had them
-    if evaluation is None or not evaluate_now(counters.step):
-        with eval_mode(agent):
-            evaluation = world.evaluate(agent, counters)
-        logger.eval(counters, evaluation)
-    if checkpoint is not None and not save_now(counters.step):
-        checkpoint(counters)
+    # the end: a last evaluation and checkpoint, unless this very step had them (a finished run resumed had both)
+    if evaluated_at != counters.step:
+        evaluate()
+    if saved_at != counters.step:
+        save()
     return evaluation

@@ -79,6 +79,8 @@ def test_a_run_that_crashes_says_so_and_keeps_the_earlier_checkpoint(user_dir):
     assert result.returncode == 1 and 'FloatingPointError' in result.stderr
     assert (run_dir(user_dir) / 'status').read_text() == 'crashed\n'
     assert 'the loss went to nan' in (run_dir(user_dir) / 'crash.txt').read_text()
-    assert checkpoint(user_dir).read_bytes() == saved
     earlier = [path for path in run_dir(user_dir).parent.iterdir() if path.name.startswith('Digits_1~')]
     assert len(earlier) == 1 and (earlier[0] / 'status').read_text() == 'completed\n'
+    # the earlier run's checkpoint moved aside with its logs, byte for byte; the crashed run saved none
+    assert (checkpoint(user_dir).parent / f'{earlier[0].name}.pt').read_bytes() == saved
+    assert not checkpoint(user_dir).exists()

@@ -49,10 +49,17 @@ def _plain(value):
 
 
 class Logger:
-    def __init__(self, folder: Path, total: int, unit: str = 'step', progress: bool = True):
+    """train.csv, eval.csv and the progress bar. elapsed: seconds a resumed run had already run, so that the `time`
+    column goes on from there."""
+
+    def __init__(self, folder: Path, total: int, unit: str = 'step', progress: bool = True, elapsed: float = 0.0):
         self.train_csv, self.eval_csv = CSV(folder / 'train.csv'), CSV(folder / 'eval.csv')
         self.total, self.unit, self.show = total, unit, progress
-        self.bar, self.start_time, self.time_offset = None, None, 0.0
+        self.bar, self.start_time, self.time_offset = None, None, elapsed
+
+    def elapsed(self) -> float:
+        """Seconds the run has trained, its earlier sessions included."""
+        return self.time_offset + (time.perf_counter() - self.start_time if self.start_time is not None else 0.0)
 
     def start(self, counters):
         self.start_time = time.perf_counter()
@@ -61,8 +68,7 @@ class Logger:
                             dynamic_ncols=True, leave=False)
 
     def _row(self, counters, metrics: dict) -> dict:
-        elapsed = time.perf_counter() - self.start_time
-        return {**asdict(counters), 'time': round(elapsed, 3), **{k: _plain(v) for k, v in metrics.items()}}
+        return {**asdict(counters), 'time': round(self.elapsed(), 3), **{k: _plain(v) for k, v in metrics.items()}}
 
     def progress(self, counters):
         if self.bar is not None:

@@ -1,4 +1,5 @@
 """Gymnasium environments as a world the loop can step: a vector of training envs, and one env for evaluation."""
+import pickle
 from typing import NamedTuple
 
 import gymnasium
@@ -119,6 +120,32 @@ class GymWorld:
         if normalize is not None:  # Atari: (return - random) / (human - random)
             result['human_normalized'] = float(normalize(result['return']))
         return result
+
+    def state_dict(self) -> dict:
+        """Where every training env is, for a checkpoint: the environments themselves, pickled (their simulator
+        state, time limit and random generator; None for one that cannot be pickled, e.g. a MuJoCo renderer), which
+        of them reset on their next step, the observations the agent acts on next, and the returns so far."""
+        try:
+            envs = pickle.dumps(self.envs.envs)
+        except Exception:  # pickling an arbitrary env can fail in many ways; the run then restarts its episodes
+            envs = None
+        return {'envs': envs, 'autoreset': torch.from_numpy(self.envs._autoreset_envs.copy()),
+                'obs': torch.from_numpy(np.array(self._obs)), 'resetting': torch.from_numpy(self._resetting.copy()),
+                'returns': torch.from_numpy(self._returns.copy())}
+
+    def load_state_dict(self, state: dict) -> bool:
+        """Puts the training envs back where state_dict() found them; returns False (and leaves them on fresh
+        episodes) when they were not saved, or were saved with another number of envs."""
+        if state.get('envs') is None or len(state['resetting']) != self.num_envs:
+            return False
+        envs = pickle.loads(state['envs'])  # the user's own environments, from the user's own checkpoint
+        for old in self.envs.envs:
+            old.close()
+        self.envs.envs = envs
+        self.envs._autoreset_envs = state['autoreset'].numpy().copy()
+        self._obs = state['obs'].numpy().copy()
+        self._resetting, self._returns = state['resetting'].numpy().copy(), state['returns'].numpy().copy()
+        return True
 
     def close(self):
         self.envs.close()

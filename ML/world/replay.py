@@ -231,32 +231,50 @@ class Replay:
     def _tensor(self, array):
         return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
 
-    def save(self, folder):
-        """Write the ring to folder: one memory-mappable .npy per array in a fresh data folder, then replay.json
-        naming it, swapped in by an atomic rename. A save killed midway leaves the previous replay loadable."""
+    def save(self, folder) -> dict:
+        """Write the ring to folder, loadable at once (save_arrays, then commit). Returns the state written."""
+        state = self.save_arrays(folder)
+        self.commit(folder, state)
+        return state
+
+    def save_arrays(self, folder) -> dict:
+        """Write the ring's arrays, one memory-mappable .npy each, into a fresh data folder inside folder, and
+        return the state that names it (plain values: JSON and a weights_only checkpoint hold it). Nothing is
+        loadable from it until commit(): a checkpoint that holds the state is written in between, so that the
+        checkpoint and its replay are one unit, and a save killed midway leaves the previous pair whole."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         data = Path(tempfile.mkdtemp(prefix='data-', dir=folder))
         for name, array in (self._arrays().items() if self.frame is not None else ()):
             np.save(data / f'{name}.npy', array)
         specs = {'obs_spec': self.obs_spec.plain(), 'action_spec': self.action_spec.plain()}
-        state = dict(data=data.name, **specs, options=self.options, num_envs=getattr(self, 'num_envs', None),
-                     pos=self.pos, full=self.full, size=self.size, samples=self.samples, max_priority=self.max_priority)
+        return dict(data=data.name, **specs, options=self.options, num_envs=getattr(self, 'num_envs', None),
+                    pos=self.pos, full=self.full, size=self.size, samples=self.samples, max_priority=self.max_priority,
+                    rng=self.rng.bit_generator.state)
+
+    @staticmethod
+    def commit(folder, state: dict):
+        """Make the arrays save_arrays() wrote the folder's replay (replay.json names them, swapped in by an atomic
+        rename), and remove earlier saves and those killed while writing."""
+        folder = Path(folder)
         temporary = folder / f'.replay.json.{os.getpid()}.tmp'
         temporary.write_text(json.dumps(state, indent=1))
         os.replace(temporary, folder / 'replay.json')
         for old in folder.glob('.replay.json.*.tmp'):  # left by saves killed before their rename
             old.unlink()
         for old in folder.glob('data-*'):  # earlier saves, and those killed while writing their arrays
-            if old != data:
+            if old.name != state['data']:
                 shutil.rmtree(old)
 
     @classmethod
-    def load(cls, folder, **options):
+    def load(cls, folder, state: dict = None, restart: bool = True, **options):
         """The replay save() wrote to folder, its arrays memory-mapped copy-on-write (the files never change).
-        options (device, seed, batch_size, nstep, ...) replace the saved ones, except what the data fixes."""
+        state: the one save_arrays() returned (a checkpoint's), else the folder's replay.json. options (device, seed,
+        batch_size, nstep, ...) replace the saved ones, except what the data fixes. restart: the world starts new
+        episodes, so the stored ones end (a resumed run whose environments were saved mid-episode goes on with them
+        instead, and draws its samples where it left off)."""
         folder = Path(folder)
-        state = json.loads((folder / 'replay.json').read_text())
+        state = state if state is not None else json.loads((folder / 'replay.json').read_text())
         specs = {key: Spec.from_plain(state[key]) for key in ('obs_spec', 'action_spec')}
         fixed = {**{key: (spec.shape, spec.dtype) for key, spec in specs.items()},  # the bounds may differ
                  'capacity': state['options']['capacity'], 'frame_stack': state['options']['frame_stack']}
@@ -271,5 +289,7 @@ class Replay:
                                                  for path in (folder / state['data']).glob('*.npy')})
         for key in ('pos', 'full', 'size', 'samples', 'max_priority'):
             setattr(replay, key, state[key])
-        replay._restart = True
+        replay._restart = restart
+        if not restart and 'rng' in state:
+            replay.rng.bit_generator.state = state['rng']
         return replay
