@@ -93,7 +93,7 @@ def train(config: dict, live: dict = None):
 
     # the run's folder: claimed (one writer at a time), an earlier run moved aside or its logs cut back
     folder = RunFolder(paths)
-    earlier = folder.claim()
+    earlier = folder.claim(checkpoints=c['save'])
     try:
         checkpoints.remove_temporaries(paths.checkpoint)
         if earlier is not None and earlier.status in ('running', 'interrupted') and not resuming:
@@ -265,4 +265,4 @@ def load_agent(path_or_words, **hyperparams):
     specs = {key: Spec.from_plain(spec) for key, spec in c.pop('specs').items()}
     agent = make_agent(c, specs, cwd, _device(c['device']))
     checkpoints.restore(agent, state, path)
-    return agent
+    return agent.train(False)

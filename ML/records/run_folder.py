@@ -61,13 +61,17 @@ class RunFolder:
 
     # ---- the lock ---------------------------------------------------------------------------------------------
 
-    def claim(self) -> Optional[Earlier]:
-        """Takes the folder for this process. Raises RunError naming the live run (pid, host) that holds it.
-        Returns what an earlier run left there (status, and its owner as recorded), or None for a new folder."""
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise RunError(f'{self.folder}: cannot create the run\'s folder ({error.strerror})') from error
+    def claim(self, checkpoints: bool = True) -> Optional[Earlier]:
+        """Takes the folder for this process, after making sure the checkpoint's folder can be made too (when the
+        run saves checkpoints): a folder that cannot be written is found before any training. Raises RunError
+        naming the path, or the live run (pid, host) that holds the folder. Returns what an earlier run left
+        there (status, and its owner as recorded), or None for a new folder."""
+        for folder, what in ((self.paths.checkpoint.parent, 'the checkpoint\'s'), (self.folder, 'the run\'s'))[
+                0 if checkpoints else 1:]:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise RunError(f'{folder}: cannot create {what} folder ({error.strerror})') from error
         lock_path = self.folder / '.lock'
         while True:
             handle = open(lock_path, 'a+')
