@@ -18,7 +18,7 @@ from ML.language import compose
 from ML.records import checkpoints, provenance
 from ML.records.logger import Logger
 from ML.records.run_folder import RunFolder, RunPaths, describe_owner, remove_replay
-from ML.specs import Counters, Spec
+from ML.specs import Counters, RunResult, Spec
 
 
 def launch(*overrides, **hyperparams):
@@ -37,7 +37,7 @@ def launch(*overrides, **hyperparams):
     if '-m' in overrides or '-m' in command_line:
         from ML.sweep import sweep
         return sweep([o for o in merged if o != '-m'], live)
-    return train(compose.compose(merged, Path.cwd()), live)
+    return train(compose.compose(merged, Path.cwd()), live).agent
 
 
 def own_command_line() -> list:
@@ -52,8 +52,10 @@ def own_command_line() -> list:
     return [arg for arg in sys.argv[1:] if arg == '-m' or ('=' in arg and not arg.startswith('-'))]
 
 
-def train(config: dict, live: dict = None):
-    """One run of a composed config: build everything, then hand it to the loop. Returns the agent, in eval mode.
+def train(config: dict, live: dict = None, on_evaluation=None) -> RunResult:
+    """One run of a composed config: build everything, then hand it to the loop. Returns the RunResult (the agent in
+    eval mode, its last evaluation, counters, folder and checkpoint). on_evaluation(counters, evaluation) is
+    called after every evaluation (see run.run).
 
     Raises MLError subclasses for what the user can fix (before anything is written), RunError when the run's
     folder is held by a live run or a disk refuses a write, NonFiniteLoss when the loss turns nan, and Interrupted
@@ -143,7 +145,8 @@ def train(config: dict, live: dict = None):
                                  learn_after=1 if c['stream'] else c['learn_after'],
                                  learn_per_steps=c['learn_per_steps'], learn_steps=c['learn_steps'],
                                  offline=c['offline'], checkpoint=checkpoint if c['save'] or online_replay else None,
-                                 stop_requested=lambda: stop.requested is not None, resumed=state.get('loop'))
+                                 stop_requested=lambda: stop.requested is not None, resumed=state.get('loop'),
+                                 on_evaluation=on_evaluation)
     except KeyboardInterrupt as error:  # a second signal: stopped at once, the last checkpoint kept
         logger.close()
         folder.set_status('interrupted')
@@ -175,7 +178,8 @@ def train(config: dict, live: dict = None):
     saved_to = f', checkpoint {paths.checkpoint.relative_to(cwd)}' if c['save'] else ''
     print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
           f'{"evaluation" if world.online else "test"} {scores}; logs {paths.folder.relative_to(cwd)}{saved_to}')
-    return agent.train(False)
+    return RunResult(agent.train(False), evaluation or {}, counters, paths.folder,
+                     paths.checkpoint if c['save'] else None)
 
 
 def _resume_line(path: Path, counters, saved_config: dict, config: dict, cwd: Path) -> str:

@@ -41,7 +41,8 @@ def check_finite(metrics: dict, step: int):
 
 def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, train_frames=None,
         eval_per_steps=None, log_per_steps=100, save_per_steps=None, learn_after=0, learn_per_steps=1,
-        learn_steps=1, offline=False, checkpoint=None, stop_requested=lambda: False, resumed: dict = None) -> dict:
+        learn_steps=1, offline=False, checkpoint=None, stop_requested=lambda: False, resumed: dict = None,
+        on_evaluation=None) -> dict:
     """Trains until a budget is spent or a stop is requested; returns the last evaluation's metrics.
 
     The loop acts in the world when it is an environment (world.online) and the run is not offline (learning from a
@@ -51,7 +52,8 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
     checkpoint(counters, loop_state) saves the run (None: never); loop_state is what the loop itself carries between
     steps (the returns of episodes not yet logged, the last evaluation), which `resumed` hands back on resume, so a
     resumed run continues as if it had never stopped. stop_requested() is asked after every step (a signal arrived):
-    the loop then saves and returns at once, without a final evaluation.
+    the loop then saves and returns at once, without a final evaluation. on_evaluation(counters, evaluation) is
+    called after each evaluation is logged (a search's pruner reads it there, and may raise to stop the run).
 
     Raises NonFiniteLoss when learn() returns a nan or infinite number (checked on the steps that write a row or
     save, and every step on the CPU, where reading a number costs no device sync), before any checkpoint is saved.
@@ -89,6 +91,8 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
             raise
         evaluated_at = counters.step
         logger.eval(counters, evaluation)
+        if on_evaluation is not None:
+            on_evaluation(counters, evaluation)
 
     logger.start(counters)
     while not done():

@@ -1,6 +1,7 @@
 """The typed values the rooms exchange: what the data looks like, what a batch holds, and the run's counters."""
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Optional
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
 
 import torch
 
@@ -58,3 +59,12 @@ class Counters:
     frame: int = 0    # samples seen: environment frames online, data points offline
     episode: int = 0  # episodes finished online; full passes over the data offline
     epoch: int = 0    # full passes over the data (offline only)
+
+
+class RunResult(NamedTuple):
+    """What one run hands back to whoever launched it (ML.launch, a sweep, a search)."""
+    agent: Any                   # the trained agent, in eval mode
+    evaluation: dict             # the last evaluation's metrics: accuracy, mse, or return (and return_std, ...)
+    counters: Counters           # where the run ended
+    folder: Path                 # its folder of logs: Benchmarking/<experiment>/<Agent>/<suite>/<task>_<seed>/
+    checkpoint: Optional[Path]   # its checkpoint, None with save=false

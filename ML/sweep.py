@@ -11,7 +11,7 @@ def sweep(overrides: list, live: dict = None) -> list:
     prepared = compose.prepare(overrides, cwd)
 
     def member(config):
-        return train(compose.validate(config), live)
+        return train(compose.validate(config), live).agent
 
     app = compose.hydra_app(cwd)
     batches = app.multirun(config_name='args', task_function=member, overrides=[
