@@ -63,16 +63,19 @@ def make_dataset(c: dict, cwd: Path, device: str):
     value = c['Dataset']
     target = build.resolve(value, 'Dataset', cwd) if isinstance(value, str) else value
     fill = {'root': str(cwd / 'Datasets'), 'download': True}
+    arguments = dict(c['dataset'])
+    reading = {key: arguments.pop(key) for key in ('keys', 'random') if key in arguments}  # ML's, not the dataset's
     try:
         if build._is_built(target) and 'train' in (build._parameters(target) or {}):
-            train, test = (build.build('Dataset', target, c['dataset'], cwd=cwd, fill={**fill, 'train': flag})
+            train, test = (build.build('Dataset', target, arguments, cwd=cwd, fill={**fill, 'train': flag})
                            for flag in (True, False))
         else:
-            train, test = split(build.build('Dataset', target, c['dataset'], cwd=cwd, fill=fill),
+            train, test = split(build.build('Dataset', target, arguments, cwd=cwd, fill=fill),
                                 c['test_split'], c['seed'])
     except (OSError, RuntimeError) as error:
         raise MLError(f'Dataset={_name(value)}: could not load it ({str(error).strip().splitlines()[0]})') from error
-    return DatasetWorld(train, test, name=_name(value), batch_size=c['batch_size'], device=device, seed=c['seed'])
+    return DatasetWorld(train, test, name=_name(value), batch_size=c['batch_size'], device=device, seed=c['seed'],
+                        num_workers=c['num_workers'], **reading)
 
 
 def make_agent(c: dict, specs: dict, cwd: Path, device: str):

@@ -1,16 +1,34 @@
 """Datasets as a world: a dataset is an environment whose episodes are passes over the data.
 
-Datasets small enough (under MEMORY_LIMIT) are read once into tensors and served by indexing, as airbench does,
-which keeps the loop as fast as a hand-written one; larger ones stream through a DataLoader.
+One adapter, Items, reads every item format as (observation, label) tensors: pairs, longer tuples, dicts (by
+`dataset.keys`), holding tensors, numpy arrays, PIL images, Python numbers or lists of numbers.
+
+A dataset that fits in memory (MEMORY_LIMIT) and whose items are the same at every read is read once into tensors
+and served by indexing, as airbench does, which keeps the loop as fast as a hand-written one. One that is random (a
+transform, or items that differ from read to read) or too large streams through DataLoader workers instead, each
+batch read under a seed of its own (from the run's seed, the pass and the batch's number, as Grain seeds each
+record), so that its random augmentation draws afresh every pass yet the same whatever the number of workers, and
+again after a resume.
 """
+import os
+import random as python_random
+from collections.abc import Mapping
+from contextlib import contextmanager
+from typing import Optional
+
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, random_split
+from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from torchvision.transforms.functional import pil_to_tensor
 
+from ML.errors import CheckpointError, ConfigError, MLError, ShapeError
 from ML.specs import Batch, Spec
 
 MEMORY_LIMIT = 2 * 1024 ** 3  # bytes a dataset may take in memory before it is streamed instead
+OBS_KEYS = ('image', 'img', 'x', 'input', 'inputs', 'data', 'obs', 'features')  # a dict item's observation ...
+LABEL_KEYS = ('label', 'labels', 'target', 'targets', 'y', 'class')             # ... and label, first found first
+PROBES = 8  # reads of the first item that must all agree before items are taken to be the same at every read
+READ, TRAIN, TEST = 0, 1, 2  # what a batch is read for, one of the words its seed is drawn from
 
 
 class Digits(Dataset):
@@ -36,104 +54,396 @@ def split(dataset, test_split: float, seed: int):
     return random_split(dataset, [len(dataset) - test_size, test_size], torch.Generator().manual_seed(seed))
 
 
-def as_tensor(value) -> torch.Tensor:
-    """An observation or label as a tensor: images from PIL become float in [0, 1], numbers stay numbers."""
+class Items:
+    """Reads a dataset's items, whatever their format, as (observation, label) tensors.
+
+    An item is a pair (observation, label); a longer tuple or list, of which `keys` picks two by position (by default
+    the first two); or a dict, read by `keys` (by default the first of OBS_KEYS and the first of LABEL_KEYS it has).
+    A value is a tensor, a numpy array or scalar, a PIL image, a Python number or boolean, or a list of numbers.
+    The first item sets the format: integer or boolean labels (one value per sample) are classes, float labels of
+    any shape regression targets.
+
+    item()     one item in the compact form held in memory and passed between processes: observations of 8-bit
+               images as uint8 (a PIL image as (C, H, W)), booleans as bool, any other number as float32; a class
+               label as an int64 scalar, a regression target as float32 of its own shape
+    collate()  compact items stacked into a batch (B, ...)
+    batch()    a compact batch made ready to learn from: observations float32, 8-bit images scaled to [0, 1] (as
+               torchvision's ToTensor does), labels as they are
+
+    Raises ConfigError when `keys` does not fit the items, ShapeError for integer labels of several values or items
+    of differing shapes, MLError for an item that is not two values or a value that is not numbers.
+    """
+
+    def __init__(self, first, keys=None, name: str = 'the dataset'):
+        self.name = name
+        self.keys, self.reading = self._keys(first, keys)
+        label = _tensor(first[self.keys[1]], 'label', name)
+        self.classify, self.boolean = not label.is_floating_point(), label.dtype == torch.bool
+        if self.classify and label.numel() != 1:
+            raise ShapeError(f'Dataset={name}: its labels are integers of shape {tuple(label.shape)}; a class label '
+                             f'is one integer per sample (as floats they would be regression targets)')
+
+    def _keys(self, item, keys) -> tuple:
+        """The keys of the observation and the label in an item, and how they were picked (for the description)."""
+        if keys is not None and (isinstance(keys, (str, bytes)) or len(keys) != 2):
+            raise ConfigError(f"dataset.keys={keys}: names two keys, the observation's and the label's "
+                              f"(dataset.keys=[image,label])")
+        if isinstance(item, Mapping):
+            names, option = list(item), 'dataset.keys' + (f'=[{",".join(map(str, keys))}]' if keys else '')
+            keys = list(keys or (next((k for k in OBS_KEYS if k in item), None),
+                                 next((k for k in LABEL_KEYS if k in item), None)))
+            if any(key not in item for key in keys):
+                raise ConfigError(f"{option}: the items of Dataset={self.name} are dicts with keys {names}; pick "
+                                  f"the observation's and the label's: dataset.keys=[<observation>,<label>]")
+            return keys, f"each item's {keys[0]!r} and {keys[1]!r}"
+        if isinstance(item, (tuple, list)) and len(item) >= 2:
+            keys = list(keys or (0, 1))
+            if not all(isinstance(key, int) and -len(item) <= key < len(item) for key in keys):
+                raise ConfigError(f'dataset.keys={keys}: the items of Dataset={self.name} are {type(item).__name__}s '
+                                  f'of {len(item)} values, picked by position (dataset.keys=[0,1])')
+            return keys, None if len(item) == 2 else f"values {keys[0]} and {keys[1]} of each item's {len(item)}"
+        length = f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''
+        raise MLError(f'Dataset={self.name}: item 0 is a {type(item).__name__}{length}, not an (observation, label) pair or a dict; '
+                      f'make __getitem__ return both')
+
+    def item(self, item) -> tuple:
+        obs = _tensor(item[self.keys[0]], 'observation', self.name)
+        if obs.dtype not in (torch.uint8, torch.bool, torch.float32):
+            obs = obs.float()
+        label = _tensor(item[self.keys[1]], 'label', self.name)
+        return obs, label.reshape(()).long() if self.classify else label.float()
+
+    def collate(self, items: list) -> tuple:
+        observations, labels = zip(*items)
+        for what, values in (('observations', observations), ('labels', labels)):
+            shapes = list(dict.fromkeys(tuple(value.shape) for value in values))
+            if len(shapes) > 1:
+                raise ShapeError(f'Dataset={self.name}: its {what} differ in shape ({shapes[0]} and {shapes[1]}); '
+                                 f'give them one shape in the dataset (e.g. a torchvision Resize)')
+        return torch.stack(observations), torch.stack(labels)
+
+    @staticmethod
+    def batch(obs: torch.Tensor, labels: torch.Tensor) -> tuple:
+        return (obs.float().div_(255) if obs.dtype == torch.uint8 else obs.float()), labels
+
+
+def _tensor(value, what: str, name: str) -> torch.Tensor:
+    """One value of an item as a tensor; an MLError for what is not numbers (a string, None, a ragged list)."""
     if isinstance(value, torch.Tensor):
         return value
-    if hasattr(value, 'getbands'):  # a PIL image, as torchvision's datasets return without a transform
-        return pil_to_tensor(value).float() / 255
-    return torch.as_tensor(np.asarray(value))
+    if hasattr(value, 'getbands'):  # a PIL image, as torchvision's datasets give without a transform
+        return pil_to_tensor(value.convert('RGB') if value.mode == 'P' else value)  # a palette's indices are no pixels
+    try:
+        array = np.asarray(value)
+    except ValueError:  # a ragged list
+        array = None
+    if array is None or array.dtype.kind not in 'biuf':
+        raise MLError(f'Dataset={name}: its {what}s are {type(value).__name__} ({value!r:.40}); ML learns from '
+                      f'numbers: tensors, numpy arrays, PIL images, numbers or lists of numbers')
+    return torch.tensor(array if min(array.strides, default=0) >= 0 else array.copy())  # a copy: torch has no
+    # negative strides (a flipped array), nor read-only tensors (an array of a read-only memory map)
 
 
-def collate(items) -> tuple:
-    observations, labels = zip(*[(item[0], item[1]) for item in items])
-    return torch.stack([as_tensor(x) for x in observations]), torch.stack([as_tensor(y) for y in labels])
+@contextmanager
+def _seeded(seed: int):
+    """Inside, the global generators random transforms draw from (torch's on the CPU, numpy's, Python's) are seeded
+    with `seed`; after, they are as they were."""
+    states = torch.get_rng_state(), np.random.get_state(), python_random.getstate()
+    torch.default_generator.manual_seed(seed)
+    np.random.seed(seed)
+    python_random.seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        python_random.setstate(states[2])
 
 
-def _read(dataset) -> tuple:
-    """All of a dataset as (observations, labels) tensors."""
-    batches = list(DataLoader(dataset, batch_size=1024, collate_fn=collate))
+def _plan(indices: torch.Tensor, batch_size: int, *words: int, first: int = 0) -> list:
+    """The indices cut into batches of (seed, indices); the seed of batch number i is drawn by numpy's SeedSequence
+    from the words and i."""
+    return [(int(np.random.SeedSequence([*words, first + i]).generate_state(1)[0]), chunk.tolist())
+            for i, chunk in enumerate(indices.split(batch_size))]
+
+
+class _SeededReads(Dataset):
+    """A dataset's items in compact form, read a batch at a time under the batch's seed, so that its random
+    transforms draw the same whichever process reads the batch."""
+
+    def __init__(self, dataset, items: Items):
+        self.dataset, self.items = dataset, items
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        return self.items.item(self.dataset[index])
+
+    def __getitems__(self, batch: tuple) -> list:  # what a DataLoader's fetcher calls with a batch_sampler's batch
+        seed, indices = batch
+        with _seeded(seed):
+            return [self[index] for index in indices]
+
+
+def _reads(dataset, items: Items, seed: int, batch_size: int = 1024):
+    """The whole dataset in order, as compact (observations, labels) batches read by this process."""
+    reads = _SeededReads(dataset, items)
+    for batch in _plan(torch.arange(len(dataset)), batch_size, seed, READ):
+        yield items.collate(reads.__getitems__(batch))
+
+
+def _read(dataset, items: Items, seed: int) -> tuple:
+    """All of a dataset as compact (observations, labels) tensors."""
+    batches = list(_reads(dataset, items, seed))
     return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
 
 
-def _fits(dataset) -> bool:
-    obs, label = collate([dataset[0]])
-    return len(dataset) * (obs.nbytes + label.nbytes) <= MEMORY_LIMIT
+class _Batches:
+    """A DataLoader's batch_sampler that yields the batches last given to it."""
+
+    def __init__(self):
+        self.batches = []
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+class _Stream:
+    """A dataset read by DataLoader workers (kept between passes, pinned memory for CUDA) in the batches asked for."""
+
+    def __init__(self, dataset, items: Items, num_workers: int, device, seed: int):
+        self.plan = _Batches()
+        self.loader = DataLoader(_SeededReads(dataset, items), batch_sampler=self.plan, collate_fn=items.collate,
+                                 num_workers=num_workers, persistent_workers=num_workers > 0,
+                                 pin_memory=torch.device(device).type == 'cuda',
+                                 generator=torch.Generator().manual_seed(seed))  # leaves the global generator be
+
+    def read(self, batches: list):
+        """An iterator over compact (observations, labels) of the batches [(seed, indices), ...], in order."""
+        self.plan.batches = batches
+        return iter(self.loader)
+
+
+def _unwrapped(dataset):
+    """The dataset a random split (Subset) was taken from."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return dataset
+
+
+def _same(read, other) -> bool:
+    return all(a.shape == b.shape and torch.equal(a.nan_to_num(), b.nan_to_num()) for a, b in zip(read, other))
+
+
+def random_reason(dataset, items: Items, declared: Optional[bool] = None) -> Optional[str]:
+    """Why each pass must read the items afresh, or None when they are the same at every read and may be held.
+
+    declared    dataset.random: True or False says so; None finds out: a `random` attribute that is True, a
+                torchvision transform (a `transform` or `transforms` attribute not None), or PROBES reads of the
+                first item, each under its own seed, that do not all agree
+    """
+    if declared is not None:
+        return 'dataset.random=true' if declared else None
+    inner = _unwrapped(dataset)
+    if getattr(inner, 'random', None) is True:
+        return 'it declares itself random'
+    reads = []
+    for seed in range(PROBES):
+        with _seeded(seed):
+            reads.append(items.item(dataset[0]))
+    differ = not all(_same(read, reads[0]) for read in reads[1:])
+    if getattr(inner, 'transform', None) is not None or getattr(inner, 'transforms', None) is not None:
+        return 'its transform is random' if differ else \
+            'it has a transform; dataset.random=false would hold it in memory'
+    return 'its items differ from read to read' if differ else None
+
+
+def default_workers() -> int:
+    """One DataLoader worker per CPU core this process may use, up to 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
+    return min(8, cores)
+
+
+def _in_units(size: int) -> str:
+    return f'{size / 1024 ** 3:.1f} GiB' if size >= 1024 ** 3 else f'{size / 1024 ** 2:.1f} MiB'
+
+
+def _fits(dataset, items: Items) -> tuple:
+    """(whether the dataset fits in memory, the bytes it takes there)."""
+    obs, label = items.item(dataset[0])
+    size = len(dataset) * (obs.nbytes + label.nbytes)
+    return size <= MEMORY_LIMIT, size
 
 
 class DatasetWorld:
-    """A train and a test dataset, their specs, and the evaluation of an agent on the test data."""
+    """A train and a test dataset, their specs, and the evaluation of an agent on the test data.
+
+    keys         which values of an item are the observation and the label (see Items)
+    random       whether the training items must be read afresh each pass (see random_reason; None: find out)
+    num_workers  DataLoader worker processes of a streamed dataset (None: default_workers())
+
+    The training data is held in memory when it fits and is not random, else streamed (DataReplay). The test data
+    is held whenever it fits (a random transform then draws once per test sample, the same at every evaluation).
+    `description` says in one line what the world does with the data. Raises MLError for an empty split and for
+    class labels outside 0 to classes - 1, and Items' errors for items it cannot read.
+    """
     online = False
 
-    def __init__(self, train, test, name: str, batch_size: int = 256, device='cpu', seed: int = 1):
+    def __init__(self, train, test, name: str, batch_size: int = 256, device='cpu', seed: int = 1, keys=None,
+                 random: Optional[bool] = None, num_workers: Optional[int] = None):
         if len(train) == 0 or len(test) == 0:
-            raise ValueError(f'Dataset={name}: {len(train)} training and {len(test)} test samples; both must be > 0')
-        self.name, self.batch_size, self.device = name, batch_size, device
+            raise MLError(f'Dataset={name}: {len(train)} training and {len(test)} test samples; both must be > 0 '
+                          f'(test_split sets the test fraction of a dataset without a test split)')
+        if random not in (None, True, False):
+            raise ConfigError(f'dataset.random={random}: expected true or false (or none, to find out)')
+        if num_workers is not None and not (isinstance(num_workers, int) and num_workers >= 0):
+            raise ConfigError(f'num_workers={num_workers}: expected a count of worker processes, 0 or more '
+                              f'(null: one per CPU core, up to 8)')
+        self.name, self.batch_size, self.device, self.seed = name, batch_size, torch.device(device), seed
         self.train, self.test = train, test
-        obs, label = collate([train[0]])
-        self.obs_spec = Spec(shape=tuple(obs.shape[1:]), dtype=torch.float32)
-        if label.dtype.is_floating_point:
-            self.suite, self.label_spec = 'regress', Spec(shape=tuple(label.shape[1:]), dtype=label.dtype)
+        self.items = Items(train[0], keys, name)
+        workers = default_workers() if num_workers is None else num_workers
+
+        reason = random_reason(train, self.items, random)
+        fits, size = _fits(train, self.items)
+        if reason is None and not fits:
+            reason = f'{_in_units(size)}, over the {_in_units(MEMORY_LIMIT)} held in memory'
+        self.replay = DataReplay(train, batch_size, device, seed, stream=reason is not None, num_workers=workers,
+                                 items=self.items)
+        self.test_obs = self.test_labels = self.test_stream = None
+        if _fits(test, self.items)[0]:
+            self.test_obs, self.test_labels = (t.to(self.device) for t in _read(test, self.items, seed))
         else:
+            self.test_stream = _Stream(test, self.items, workers, device, seed)
+
+        obs, label = self.items.item(train[0])
+        self.obs_spec = Spec(shape=tuple(obs.shape), dtype=torch.float32)
+        if self.items.classify:
             self.suite = 'classify'
             self.label_spec = Spec(shape=(), dtype=torch.int64, discrete=True, low=0, high=self._classes() - 1)
-        self.replay = DataReplay(train, batch_size, device, seed)
+            what = f' of {self.label_spec.n} classes'
+        else:
+            self.suite, self.label_spec = 'regress', Spec(shape=tuple(label.shape), dtype=torch.float32)
+            what = f' with float targets of shape {tuple(label.shape)}'
+        read = f' ({self.items.reading})' if self.items.reading else ''
+        how = f'held in memory ({self.device})' if reason is None else \
+            f'streamed through {workers} DataLoader workers ({reason})' if workers else \
+            f'streamed by the main process ({reason})'
+        self.description = f'{name}: {len(train)} training and {len(test)} test samples{what}{read}, {how}'
 
     def _classes(self) -> int:
-        for dataset in (self.train, getattr(self.train, 'dataset', None)):  # random_split wraps the dataset
-            if hasattr(dataset, 'classes'):
-                return len(dataset.classes)
-        return int(max(_read(self.train)[1].max(), _read(self.test)[1].max())) + 1
+        """len(classes) where the dataset names its classes, else the largest label + 1 (2 for booleans); labels
+        held in memory, or read once where streamed and the classes unnamed, must lie in 0 to classes - 1."""
+        named = getattr(_unwrapped(self.train), 'classes', None)
+        known = [labels for labels in (getattr(self.replay, 'labels', None), self.test_labels) if labels is not None]
+        if named is None and len(known) < 2:
+            known = [torch.cat([labels for _, labels in _reads(data, self.items, self.seed)])
+                     for data in (self.train, self.test)]
+        if not known:  # named classes, and no labels at hand: streamed labels are checked by the loss
+            return len(named)
+        low, high = min(int(labels.min()) for labels in known), max(int(labels.max()) for labels in known)
+        classes = len(named) if named is not None else 2 if self.items.boolean else high + 1
+        if low < 0 or high >= classes:
+            named_by = f' (the length of its classes, {classes})' if named is not None else ''
+            raise MLError(f'Dataset={self.name}: its class labels run from {low} to {high}; they must be 0 to '
+                          f'{classes - 1}{named_by}')
+        return classes
+
+    def _test_batches(self, size: int):
+        if self.test_stream is None:
+            for start in range(0, len(self.test_labels), size):
+                yield self.test_obs[start:start + size], self.test_labels[start:start + size]
+        else:
+            for obs, label in self.test_stream.read(_plan(torch.arange(len(self.test)), size, self.seed, TEST)):
+                yield obs.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def evaluate(self, agent, counters) -> dict:
-        """Accuracy (classification) or mean squared error (regression) of the greedy agent on the test data."""
-        total, score = 0, 0.0
-        for obs, label in DataLoader(self.test, batch_size=max(self.batch_size, 1024), collate_fn=collate):
-            prediction = agent.act(obs.to(self.device), counters, greedy=True).cpu()
+        """Accuracy (classification) or mean squared error per sample (regression, over each target's values) of
+        the greedy agent on the test data."""
+        total, score = 0, torch.zeros((), device=self.device)
+        for obs, label in self._test_batches(max(self.batch_size, 1024)):
+            obs, label = self.items.batch(obs, label)
+            prediction = agent.act(obs, counters, greedy=True)
             if self.suite == 'classify':
-                score += (prediction == label).sum().item()
+                score += (prediction == label).sum()
             else:
-                score += ((prediction.float() - label.float()) ** 2).flatten(1).mean(1).sum().item()
-            total += len(obs)
-        return {'accuracy': score / total} if self.suite == 'classify' else {'mse': score / total}
+                score += ((prediction.float().reshape(label.shape) - label) ** 2).reshape(len(label), -1).mean(1).sum()
+            total += len(label)
+        return {'accuracy' if self.suite == 'classify' else 'mse': score.item() / total}
+
+    def close(self):
+        """Ends the DataLoader workers of streamed data."""
+        self.replay.close()
+        self.test_stream = None
 
 
 class DataReplay:
-    """Shuffled batches of the training data, pass after pass; `pass_ended` says a sample finished a pass."""
+    """Shuffled batches of the training data, pass after pass; `pass_ended` says a sample finished a pass.
 
-    def __init__(self, dataset, batch_size: int, device='cpu', seed: int = 1):
-        self.batch_size, self.device = batch_size, device
+    Held (stream=False): the dataset read once into tensors on `device` and served by indexing. Streamed: read by
+    `num_workers` DataLoader workers (0: this process), each batch under its own seed. Either way a pass takes the
+    samples in an order drawn from a generator seeded with `seed`, `batch_size` at a time (the last batch of a pass
+    may be smaller); samples are Batch(obs=float32 (B, *obs_shape), label=int64 (B,) or float32 (B, *target_shape)).
+
+    state_dict() is where the replay stands (the generator's state at the start of the pass, the pass, the samples
+    served in it), so that a replay of the same data given it by load_state_dict serves exactly the batches this
+    one would have served next: the pass's order is drawn again, and a stream skips what it served without reading it.
+    """
+
+    def __init__(self, dataset, batch_size: int, device='cpu', seed: int = 1, stream: bool = False,
+                 num_workers: int = 0, items: Items = None):
+        self.items = items or Items(dataset[0])
+        self.batch_size, self.device, self.seed, self.size = batch_size, torch.device(device), seed, len(dataset)
         self.generator = torch.Generator().manual_seed(seed)
-        self.pass_ended = False
-        if _fits(dataset):
-            self.obs, self.labels = (tensor.to(device) for tensor in _read(dataset))
-            self.loader = None
-        else:
-            self.loader = DataLoader(dataset, batch_size, shuffle=True, collate_fn=collate, generator=self.generator)
+        self.passes, self.pass_ended = 0, False
+        self.stream = _Stream(dataset, self.items, num_workers, device, seed) if stream else None
+        if self.stream is None:
+            self.obs, self.labels = (tensor.to(self.device) for tensor in _read(dataset, self.items, seed))
         self._new_pass()
 
     def __len__(self):
-        return len(self.obs) if self.loader is None else len(self.loader.dataset)
+        return self.size
 
-    def _new_pass(self):
-        if self.loader is None:
-            self.order = torch.randperm(len(self.obs), generator=self.generator).to(self.device)
-            self.position = 0
+    def _new_pass(self, position: int = 0):
+        self.pass_start = self.generator.get_state()
+        self.order, self.position = torch.randperm(self.size, generator=self.generator), position
+        if self.stream is None:
+            self.order = self.order.to(self.device)
         else:
-            self.batches, self.yielded = iter(self.loader), 0
+            self.batches = self.stream.read(_plan(self.order[position:], self.batch_size, self.seed, TRAIN,
+                                                  self.passes, first=position // self.batch_size))
 
     def sample(self) -> Batch:
-        if self.loader is None:
+        if self.stream is None:
             indices = self.order[self.position:self.position + self.batch_size]
-            self.position += self.batch_size
-            self.pass_ended = self.position >= len(self.obs)
             obs, label = self.obs[indices], self.labels[indices]
         else:
-            obs, label = next(self.batches)
-            self.yielded += 1
-            self.pass_ended = self.yielded >= len(self.loader)
-            obs, label = obs.to(self.device), label.to(self.device)
+            obs, label = (tensor.to(self.device, non_blocking=True) for tensor in next(self.batches))
+        self.position += len(label)
+        self.pass_ended = self.position >= self.size
         if self.pass_ended:
+            self.passes += 1
             self._new_pass()
+        obs, label = self.items.batch(obs, label)
         return Batch(obs=obs, label=label)
+
+    def state_dict(self) -> dict:
+        return {'generator': self.pass_start, 'passes': self.passes, 'position': self.position, 'samples': self.size}
+
+    def load_state_dict(self, state: dict):
+        """Raises CheckpointError when the state is of a dataset of another size."""
+        if state['samples'] != self.size:
+            raise CheckpointError(f'the saved data replay is of {state["samples"]} training samples; this dataset '
+                                  f'has {self.size}')
+        self.generator.set_state(state['generator'])
+        self.passes = state['passes']
+        self._new_pass(state['position'])
+
+    def close(self):
+        """Ends the DataLoader workers of a stream (its iterator holds them, as persistent_workers keeps them)."""
+        self.stream = self.batches = None
