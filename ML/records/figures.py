@@ -105,6 +105,7 @@ def aggregates(found: dict, x_label: str, note: str, colour: dict, stem: Path, p
                 ax.vlines(estimate.value, row - 0.3, row + 0.3, color='black', linewidth=1.2)
             ax.set_title(name if name.isupper() else name.capitalize())
             ax.grid(axis='y', visible=False)
+            ax.use_sticky_edges = False  # a bar's edge would otherwise sit on the axis, hiding where its CI starts
             ax.margins(x=0.1)
             ax.xaxis.set_major_locator(MaxNLocator(4))
         axes[0].set_yticks(range(len(methods)), methods)

@@ -92,6 +92,8 @@ def plot(*args, **keys) -> Plotted:
 
     found_runs.mark_variants(runs)
     methods = _methods(runs, settings['experiment'])
+    order = {folder: i for i, folder in enumerate(methods)}
+    runs.sort(key=lambda run: order[run.folder])  # tables and legends list the methods in plotting order
     colour = figures.colours(list(dict.fromkeys(methods.values())))
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)  # the same logs always give the same bands
@@ -206,19 +208,22 @@ def _runs(folder: Path) -> list:
 
 
 def _filter(runs: list, settings: dict) -> list:
+    """The runs whose task (`cheetah_run` or `dmc/cheetah_run`) and agent match task= and agent= (globs)."""
     for key, names in (('task', settings['task']), ('agent', settings['agent'])):
         if not names:
             continue
-        def wanted(run):
-            values = [run.task, f'{run.suite}/{run.task}'] if key == 'task' else [run.agent]
-            return any(fnmatch.fnmatchcase(value, name) for value in values for name in names)
-        kept = [run for run in runs if wanted(run)]
+        kept = [run for run in runs if any(fnmatch.fnmatchcase(value, name) for name in names
+                                           for value in _names(run, key))]
         if not kept:
             here = sorted({getattr(run, key) for run in runs})
             raise ConfigError(f'{key}={",".join(names)}: no run of that {key}{did_you_mean(names[0], here)}; '
                               f'{key}s here: {", ".join(here)}')
         runs = kept
     return runs
+
+
+def _names(run, key: str) -> list:
+    return [run.task, f'{run.suite}/{run.task}'] if key == 'task' else [run.agent]
 
 
 def _out(cwd: Path, settings: dict, folders: list, runs: list) -> Path:
@@ -269,21 +274,19 @@ def _methods(runs: list, experiments_given: list) -> dict:
 
 
 def _tasks(runs: list) -> dict:
-    """(suite, task) -> its runs, in order; a panel's title is the task, with its suite when several are shown."""
+    """(suite, task) -> its runs, in the order given, the tasks sorted."""
     by_task = {}
     for run in sorted(runs, key=lambda run: (run.suite, run.task)):
         by_task.setdefault((run.suite, run.task), []).append(run)
     return by_task
 
 
-def _title(suite: str, task: str, suites: set) -> str:
-    return f'{suite}/{task}' if len(suites) > 1 else task
-
-
 # ---- figures ----------------------------------------------------------------------------------------------------
 
 def _curves(runs, methods, colour, settings, out: Path, rng) -> list:
+    """A figure per (split, metric): a panel per task (titled suite/task when several suites are shown)."""
     files, by_task = [], _tasks(runs)
+    several_suites = len({suite for suite, _ in by_task}) > 1
     legend = f'mean over seeds; shaded: {scores.BANDS[settings["band"]]}'
     for split in ('eval', 'train'):
         metrics = [m for m in dict.fromkeys(c for run in runs for c in getattr(run, split))
@@ -301,7 +304,8 @@ def _curves(runs, methods, colour, settings, out: Path, rng) -> list:
                         low, high = seeds.get(method, (math.inf, 0))
                         seeds[method] = (min(low, len(members)), max(high, len(members)))
                 if lines:
-                    panels.append(figures.Panel(_title(suite, task, {s for s, _ in by_task}), task_runs[0].x, lines))
+                    title = f'{suite}/{task}' if several_suites else task
+                    panels.append(figures.Panel(title, task_runs[0].x, lines))
             if panels:
                 panels.sort(key=lambda panel: panel.title)
                 labels = EVAL_LABELS if split == 'eval' else TRAIN_LABELS
