@@ -26,6 +26,12 @@ STYLE = {
 PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000', '#F0E442',
            *matplotlib.colormaps['tab20'].colors]
 X_LABELS = {'frame': 'environment frames', 'step': 'learning steps'}
+Y_LABELS = {
+    'eval': {'accuracy': 'test accuracy (%)', 'mse': 'test mean squared error', 'return': 'evaluation return',
+             'human_normalized': 'human-normalized score'},
+    'train': {'loss': 'training loss', 'return': 'training episode return', 'q': 'Q-value',
+              'grad_norm': 'gradient norm', 'epsilon': 'exploration ε'},
+}
 
 
 class Line(NamedTuple):
@@ -39,6 +45,11 @@ class Panel(NamedTuple):
     title: str
     x: str
     lines: list[Line]
+
+
+def y_label(split: str, metric: str) -> str:
+    """The axis label of a metric of 'train' or 'eval', with its unit where it has one."""
+    return Y_LABELS[split].get(metric, f'{"evaluation" if split == "eval" else "training"} {metric}')
 
 
 def colours(methods: list[str]) -> dict:

@@ -10,7 +10,6 @@ over seeds with a confidence band), summary.csv and summary.md (final and best e
 seeds), and for reinforcement learning suites aggregate.csv, aggregate.md and aggregate_<suite>.png (IQM, median
 and mean over tasks with stratified bootstrap CIs, Agarwal et al. 2021).
 """
-import csv
 import fnmatch
 import hashlib
 import math
@@ -24,7 +23,7 @@ import numpy as np
 import yaml
 
 from ML.errors import ConfigError, MLError, PathError, did_you_mean
-from ML.records import figures, runs as found_runs, scores
+from ML.records import figures, runs as found_runs, scores, tables
 
 USAGE = """usage: Plot [folder ...] [key=value ...]
 
@@ -45,13 +44,6 @@ keys (singular or plural, a name or a list [a,b]):
 """
 KEYS = {'experiment': list, 'sweep': list, 'task': list, 'agent': list, 'band': str, 'pdf': bool, 'out': str}
 PLURALS = {'experiments': 'experiment', 'sweeps': 'sweep', 'tasks': 'task', 'agents': 'agent'}
-NOT_CURVES = {'eval': {'return_std', 'episodes'}, 'train': set()}  # columns that describe a row, not a score
-EVAL_LABELS = {'accuracy': 'test accuracy (%)', 'mse': 'test mean squared error', 'return': 'evaluation return',
-               'human_normalized': 'human-normalized score'}
-TRAIN_LABELS = {'loss': 'training loss', 'return': 'training episode return', 'q': 'Q-value',
-                'grad_norm': 'gradient norm', 'epsilon': 'exploration ε'}
-PERCENT = {'accuracy'}  # logged as a fraction, shown as a percentage
-COMPARABLE_RETURNS = {'dmc'}  # suites whose returns share one scale across tasks (DMC: 0-1000 in 1000 steps)
 
 
 class Plotted(NamedTuple):
@@ -98,11 +90,11 @@ def plot(*args, **keys) -> Plotted:
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)  # the same logs always give the same bands
     files = _curves(runs, methods, colour, settings, out, rng)
-    summary = _summary(runs, methods)
+    summary = tables.summary(runs, methods)
     if summary:
-        files += _table(summary, out / 'summary', _summary_display)
-        print(_markdown([_summary_display(row) for row in summary]))
-    files += _aggregates(runs, methods, colour, settings['pdf'], out, rng)
+        files += tables.write(summary, out / 'summary', tables.summary_display)
+        print(tables.markdown([tables.summary_display(row) for row in summary]))
+    files += tables.aggregates(runs, methods, colour, settings['pdf'], out, rng)
     unfinished = sorted(run.status for run in runs if run.status != 'completed')
     if unfinished:
         counts = ', '.join(f'{status} {unfinished.count(status)}' for status in dict.fromkeys(unfinished))
@@ -273,24 +265,15 @@ def _methods(runs: list, experiments_given: list) -> dict:
     return {run.folder: name(run) for run in ordered}
 
 
-def _tasks(runs: list) -> dict:
-    """(suite, task) -> its runs, in the order given, the tasks sorted."""
-    by_task = {}
-    for run in sorted(runs, key=lambda run: (run.suite, run.task)):
-        by_task.setdefault((run.suite, run.task), []).append(run)
-    return by_task
-
-
 # ---- figures ----------------------------------------------------------------------------------------------------
 
 def _curves(runs, methods, colour, settings, out: Path, rng) -> list:
     """A figure per (split, metric): a panel per task (titled suite/task when several suites are shown)."""
-    files, by_task = [], _tasks(runs)
+    files, by_task = [], found_runs.by_task(runs)
     several_suites = len({suite for suite, _ in by_task}) > 1
     legend = f'mean over seeds; shaded: {scores.BANDS[settings["band"]]}'
     for split in ('eval', 'train'):
-        metrics = [m for m in dict.fromkeys(c for run in runs for c in getattr(run, split))
-                   if m not in found_runs.COUNTERS and m not in NOT_CURVES[split]]
+        metrics = dict.fromkeys(metric for run in runs for metric in run.scores(split))
         for metric in metrics:
             panels, seeds = [], {}
             for (suite, task), task_runs in by_task.items():
@@ -298,7 +281,7 @@ def _curves(runs, methods, colour, settings, out: Path, rng) -> list:
                 for method in dict.fromkeys(methods[run.folder] for run in task_runs):
                     members = [run for run in task_runs if methods[run.folder] == method and metric in
                                getattr(run, split)]
-                    line = scores.curve([_series(run, split, metric) for run in members], settings['band'], rng)
+                    line = scores.curve([run.series(split, metric) for run in members], settings['band'], rng)
                     if line is not None:
                         lines.append(figures.Line(method, line))
                         low, high = seeds.get(method, (math.inf, 0))
@@ -308,149 +291,8 @@ def _curves(runs, methods, colour, settings, out: Path, rng) -> list:
                     panels.append(figures.Panel(title, task_runs[0].x, lines))
             if panels:
                 panels.sort(key=lambda panel: panel.title)
-                labels = EVAL_LABELS if split == 'eval' else TRAIN_LABELS
-                y_label = labels.get(metric, f'{"evaluation" if split == "eval" else "training"} {metric}')
-                files += figures.curves(panels, y_label, legend, colour, seeds, out / f'{split}_{_safe(metric)}',
-                                        settings['pdf'])
+                files += figures.curves(panels, figures.y_label(split, metric), legend, colour, seeds,
+                                        out / f'{split}_{tables.safe(metric)}', settings['pdf'])
     return files
 
 
-def _series(run, split: str, metric: str) -> tuple:
-    log = getattr(run, split)
-    scale = 100 if metric in PERCENT and split == 'eval' else 1
-    return log.get(run.x, np.full(len(log[metric]), np.nan)), log[metric] * scale
-
-
-def _safe(name: str) -> str:
-    return re.sub(r'[^\w.-]', '_', name)
-
-
-# ---- tables -----------------------------------------------------------------------------------------------------
-
-
-def _summary(runs, methods) -> list:
-    """A row per (method, task, evaluation metric): the final and best scores, mean and std over seeds."""
-    rows = []
-    by_method = {}
-    for run in runs:
-        by_method.setdefault(methods[run.folder], []).append(run)
-    for method_runs in by_method.values():
-        for (suite, task), task_runs in _tasks(method_runs).items():
-            metrics = dict.fromkeys(m for run in task_runs for m in run.eval
-                                    if m not in found_runs.COUNTERS and m not in NOT_CURVES['eval'])
-            for metric in metrics:
-                scored = [run for run in task_runs if metric in run.eval]
-                finals, bests = zip(*(scores.final_and_best(*_series(run, 'eval', metric), metric) for run in scored))
-                (final, final_std), (best, best_std) = scores.mean_std(finals), scores.mean_std(bests)
-                ends = sorted({int(np.nanmax(run.eval[run.x])) for run in scored
-                               if run.x in run.eval and not np.isnan(run.eval[run.x]).all()})
-                first = scored[0]
-                rows.append({'experiment': first.experiment, 'agent': first.agent, 'variant': first.variant,
-                             'suite': suite, 'task': task,
-                             'metric': f'{metric} (%)' if metric in PERCENT else metric,
-                             'seeds': sum(not math.isnan(f) for f in finals),
-                             'final_mean': final, 'final_std': final_std, 'best_mean': best, 'best_std': best_std,
-                             'at': _span(ends), 'unit': f'{first.x}s'})
-    return rows
-
-
-def _table(rows: list, stem: Path, display) -> list:
-    """rows as CSV (every number at full precision) and as Markdown (through `display`, a row as shown)."""
-    columns = [c for c in rows[0] if c != 'variant' or any(row['variant'] for row in rows)]
-    with stem.with_suffix('.csv').open('w', newline='') as file:
-        writer = csv.DictWriter(file, columns, extrasaction='ignore')
-        writer.writeheader()
-        writer.writerows({key: '' if _nan(value) else value for key, value in row.items()} for row in rows)
-    stem.with_suffix('.md').write_text(_markdown([display(row) for row in rows]) + '\n')
-    return [stem.with_suffix('.csv'), stem.with_suffix('.md')]
-
-
-def _nan(value) -> bool:
-    return isinstance(value, float) and math.isnan(value)
-
-
-def _markdown(rows: list) -> str:
-    """A Markdown table of display rows; a column empty in every row is left out."""
-    columns = [c for c in rows[0] if any(str(row[c]) for row in rows)]
-    lines = ['| ' + ' | '.join(columns) + ' |', '|' + '|'.join('---' for _ in columns) + '|']
-    return '\n'.join(lines + ['| ' + ' | '.join(str(row[c]) for c in columns) + ' |' for row in rows])
-
-
-def _summary_display(row: dict) -> dict:
-    return {**{key: row[key] for key in ('experiment', 'agent', 'variant', 'suite', 'task', 'metric', 'seeds')},
-            'final': scores.plus_minus(row['final_mean'], row['final_std']),
-            'best': scores.plus_minus(row['best_mean'], row['best_std']),
-            'at': '-'.join(f'{int(end):,}' for end in str(row['at']).split('-')) + f' {row["unit"]}'
-                  if row['at'] != '' else ''}
-
-
-def _span(ends: list) -> int | str:
-    """Where the final scores were taken: one number, or `lowest-highest` when seeds ended apart (one still
-    running, say); '' for none."""
-    if not ends:
-        return ''
-    return ends[0] if ends[0] == ends[-1] else f'{ends[0]}-{ends[-1]}'
-
-
-# ---- aggregates over tasks, for reinforcement learning --------------------------------------------------------
-
-def _aggregates(runs, methods, colour, pdf: bool, out: Path, rng) -> list:
-    """For each online suite whose tasks' scores share a scale (human-normalized Atari scores, DMC returns, or a
-    single task): IQM, median and mean of the final evaluation scores over tasks, with 95% stratified bootstrap
-    CIs, for every method that ran all the suite's tasks. Needs rliable (the `plot` extra)."""
-    rows, files = [], []
-    suites = sorted({run.suite for run in runs if run.online})
-    for suite in suites:
-        suite_runs = [run for run in runs if run.online and run.suite == suite]
-        metric = 'human_normalized' if all('human_normalized' in run.eval for run in suite_runs) else 'return'
-        tasks = sorted({run.task for run in suite_runs})
-        if metric == 'return' and suite not in COMPARABLE_RETURNS and len(tasks) > 1:
-            print(f'Plot: no aggregate over {suite}\'s tasks: their returns are on different scales (Atari\'s are '
-                  'human-normalized; DMC\'s share 0-1000)')
-            continue
-        matrices = _score_matrices(suite_runs, methods, metric)
-        if not matrices:
-            continue
-        try:
-            found = {method: scores.aggregates(matrix, rng) for method, matrix in matrices.items()}
-        except ImportError:
-            print("Plot: aggregate scores (IQM, median, mean over tasks) need rliable: pip install -e '.[plot]'")
-            return files
-        shape = next(iter(matrices.values())).shape
-        for method, estimates in found.items():
-            rows.append({'suite': suite, 'method': method, 'score': f'final {metric}', 'tasks': shape[1],
-                         'runs': matrices[method].shape[0],
-                         **{k: v for e in estimates for k, v in ((e.name, e.value), (f'{e.name}_low', e.low),
-                                                                 (f'{e.name}_high', e.high))}})
-        label = EVAL_LABELS[metric]
-        note = (f'final scores on {shape[1]} task{"s" * (shape[1] != 1)}; bars: 95% stratified bootstrap CIs, '
-                'ticks: point estimates')
-        files += figures.aggregates(found, label, note, colour, out / f'aggregate_{_safe(suite)}', pdf)
-    if rows:
-        files += _table(rows, out / 'aggregate', _aggregate_display)
-        print(_markdown([_aggregate_display(row) for row in rows]))
-    return files
-
-
-def _aggregate_display(row: dict) -> dict:
-    return {**{key: row[key] for key in ('suite', 'method', 'score', 'tasks', 'runs')},
-            **{name: f'{row[name]:.3g} [{row[f"{name}_low"]:.3g}, {row[f"{name}_high"]:.3g}]'
-               for name in scores.AGGREGATES}}
-
-
-def _score_matrices(runs, methods, metric: str) -> dict:
-    """method -> (runs, tasks) final scores on the tasks every method ran; a method with more seeds on some
-    tasks than others keeps as many on each as it has on all (its lowest seeds)."""
-    by_method = {}
-    for run in runs:
-        value = scores.final_and_best(*_series(run, 'eval', metric), metric)[0] if metric in run.eval else math.nan
-        if not math.isnan(value):
-            by_method.setdefault(methods[run.folder], {}).setdefault(run.task, []).append((str(run.seed), value))
-    common = set.intersection(*(set(tasks) for tasks in by_method.values())) if by_method else set()
-    if not common:
-        return {}
-    matrices = {}
-    for method, tasks in by_method.items():
-        n = min(len(tasks[task]) for task in common)
-        matrices[method] = np.array([[value for _, value in sorted(tasks[task])[:n]] for task in sorted(common)]).T
-    return matrices

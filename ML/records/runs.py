@@ -13,6 +13,8 @@ import numpy as np
 import yaml
 
 COUNTERS = ('step', 'frame', 'episode', 'epoch', 'time')
+NOT_SCORES = {'eval': {'return_std', 'episodes'}, 'train': set()}  # columns that describe a row, not a score
+PERCENT = {'accuracy'}  # logged as a fraction, reported as a percentage
 LOGS = ('train.csv', 'eval.csv')
 MOVED_ASIDE = re.compile(r'~\d{8}-\d{6}(-\d+)?$')  # the suffix launcher._archive gives an earlier run's folder
 # keys that say how a run was run, not what was learned: runs differing only in these are the same method
@@ -43,6 +45,17 @@ class Run:
     def x(self) -> str:
         """The counter curves are drawn over: `frame` online, `step` offline."""
         return 'frame' if self.online else 'step'
+
+    def scores(self, split: str) -> list:
+        """The metrics of `split` ('train' or 'eval'): its columns but the counters and the evaluation's details."""
+        return [column for column in getattr(self, split) if column not in COUNTERS and column not in NOT_SCORES[split]]
+
+    def series(self, split: str, metric: str) -> tuple:
+        """(x, y) of a metric, float64 arrays of shape (rows,): x in frames or steps, y as reported (accuracy in
+        percent)."""
+        log = getattr(self, split)
+        x = log.get(self.x, np.full(len(log[metric]), np.nan))
+        return x, log[metric] * (100 if split == 'eval' and metric in PERCENT else 1)
 
 
 def find(folder: Path) -> list[Run]:
@@ -77,6 +90,14 @@ def read(folder: Path) -> Run:
                status=status_file.read_text().strip() if status_file.is_file() else 'unknown',
                hyperparameters=_flat({key: value for key, value in config.items() if key != 'provenance'}),
                train=train, eval=evaluation)
+
+
+def by_task(runs: list[Run]) -> dict:
+    """(suite, task) -> its runs in the order given, the tasks sorted."""
+    tasks = {}
+    for run in sorted(runs, key=lambda run: (run.suite, run.task)):
+        tasks.setdefault((run.suite, run.task), []).append(run)
+    return tasks
 
 
 def mark_variants(runs: list[Run]):
