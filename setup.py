@@ -32,6 +32,7 @@ setup(
         'video': ['moviepy>=2', 'pygame>=2.5'],  # gymnasium's RecordVideo writes with moviepy; classic control draws
                                                  # with pygame
         'bench': ['stable-baselines3>=2.0'],     # the peer the Benchmarking/ scripts measure against
+        'plot': ['rliable>=1.2'],  # Plot's aggregates over tasks (IQM, median, mean; Agarwal et al. 2021)
     },
-    entry_points={'console_scripts': ['ML=ML.cli:main']},
+    entry_points={'console_scripts': ['ML=ML.cli:main', 'Plot=ML.records.plot:main']},
 )

@@ -3,7 +3,7 @@
     import ML
     agent = ML.launch('eyes.depth=5', Model=my_model, Dataset='CIFAR10')
 
-Importing ML is free: the heavy parts load when launch or load_agent is called.
+Importing ML is free: the heavy parts load when launch, load_agent or plot is called.
 """
 from ML.errors import MLError
 
@@ -33,4 +33,13 @@ def load_agent(path_or_words, **hyperparams):
     return _load_agent(path_or_words, **hyperparams)
 
 
-__all__ = ['launch', 'load_agent', 'MLError']
+def plot(*folders_or_overrides, **keys):
+    """Figures and tables of runs' logs, as the Plot command draws them; returns what it wrote. See ML.records.plot.
+
+        ML.plot(experiments=['DQN', 'DoubleDQN'], band='se')
+    """
+    from ML.records.plot import plot as _plot
+    return _plot(*folders_or_overrides, **keys)
+
+
+__all__ = ['launch', 'load_agent', 'plot', 'MLError']
