@@ -101,8 +101,10 @@ def train(config: dict, live: dict = None, on_evaluation=None) -> RunResult:
         if earlier is not None and earlier.status in ('running', 'interrupted') and not resuming:
             notes.append(_earlier_line(earlier, paths, cwd))
         history = _resume_history(paths.folder, counters, c['load']) if resuming else []
-        saved = {**config, 'provenance': {'seed': c['seed'], 'specs': plain_specs, 'versions': provenance.versions(),
-                                          'git': provenance.git_state(cwd), **({'resumed': history} if history else {})}}
+        saved = {**config, 'provenance': {
+            'agent': type(agent).__name__, 'suite': world.suite, 'task': world.name, 'seed': c['seed'],
+            'specs': plain_specs, 'versions': provenance.versions(), 'git': provenance.git_state(cwd),
+            **({'resumed': history} if history else {})}}
         folder.start(yaml.safe_dump(saved, sort_keys=False), fresh=not resuming, resume_step=counters.step)
     except BaseException:
         folder.release()

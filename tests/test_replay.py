@@ -255,3 +255,21 @@ def test_a_ring_too_small_or_too_large_says_so(monkeypatch):
     with pytest.warns(UserWarning, match=r'replay.capacity=100000 needs 0.\d+ GB, 0.00 GB available'):
         fill(world, Replay(world.obs_spec, world.action_spec), 1)
     world.close()
+
+
+def test_a_checkpoint_and_its_replay_are_one_unit(tmp_path):
+    """The arrays are written first, the checkpoint names them, then they become the folder's replay: a kill
+    between the two leaves the last committed pair, and a resumed replay samples where the saved one would have."""
+    world = GymWorld(functools.partial(stacked, 3, (3, 2, 2)), num_envs=2, seed=0)
+    replay = Replay(world.obs_spec, world.action_spec, capacity=40, batch_size=8, frame_stack=3, seed=3)
+    fill(world, replay, 10)
+    folder = tmp_path / 'replay'
+    committed = replay.save(folder)
+    fill(world, replay, 5)
+    uncommitted = replay.save_arrays(folder)  # killed here: its checkpoint was never written
+    assert Replay.load(folder).size == committed['size'] < uncommitted['size']  # the folder's replay is the pair's
+    resumed = Replay.load(folder, state=uncommitted, restart=False)  # a checkpoint that did commit, resumed
+    assert all(torch.equal(a, b) for a, b in zip(resumed.sample(), replay.sample()) if a is not None)
+    replay.commit(folder, uncommitted)
+    assert [path.name for path in folder.glob('data-*')] == [uncommitted['data']]
+    world.close()
