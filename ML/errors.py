@@ -48,3 +48,7 @@ class Interrupted(RunError):
     def __init__(self, message: str, signal: int):
         super().__init__(message)
         self.signal = signal
+
+
+class Pruned(RunError):
+    """A search's pruner stopped a trial whose intermediate evaluations were worse than its peers'."""

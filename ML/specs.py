@@ -68,3 +68,22 @@ class RunResult(NamedTuple):
     counters: Counters           # where the run ended
     folder: Path                 # its folder of logs: Benchmarking/<experiment>/<Agent>/<suite>/<task>_<seed>/
     checkpoint: Optional[Path]   # its checkpoint, None with save=false
+
+
+class Member(NamedTuple):
+    """One member of a sweep (or trial of a search), as the sweep reports it: plain values, so that a launcher
+    running members in other processes (joblib, submitit) can send it back."""
+    overrides: tuple             # the member's own overrides, as Hydra handed them ('lr=0.01', 'seed=2')
+    status: str                  # completed, skipped (completed by an earlier run of the sweep), crashed,
+                                 # interrupted, pruned (a search stopped it), or not started (the sweep stopped)
+    evaluation: dict             # its last evaluation's metrics; {} when it has none
+    folder: Optional[str]        # its run folder, relative to the working directory; None when not started
+    seconds: float = 0.0         # its wall time in this sweep
+    error: str = ''              # a crashed member's one-line error
+    agent: Any = None            # the trained agent, from launchers that run members in this process (basic)
+
+    def score(self, objective: str = None) -> Optional[float]:
+        """The member's number for comparing it: its evaluation's `objective`, by default accuracy, mse or return
+        (whichever it has); None when it has none."""
+        keys = [objective] if objective else ['accuracy', 'mse', 'return']
+        return next((float(self.evaluation[key]) for key in keys if key in self.evaluation), None)
