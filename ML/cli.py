@@ -32,8 +32,12 @@ def main(argv=None):
             from ML.language import compose
             print(OmegaConf.to_yaml(compose.compose(overrides, Path.cwd())), end='')
         elif multirun:
-            from ML.sweep import sweep
-            sweep(overrides)
+            from ML.launcher import sweep
+            members = sweep(overrides)
+            crashed = [member for member in members if member.status == 'crashed']
+            if crashed:
+                fail(f'{len(crashed)} of {len(members)} members crashed, the first '
+                     f'({" ".join(crashed[0].overrides)}) with {crashed[0].error}')
         else:
             from ML.launcher import launch
             launch(*overrides)

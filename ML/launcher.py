@@ -1,5 +1,6 @@
 """launch(): the sources merged, composed and checked, then world -> specs -> agent -> replay -> logger, handed to
 the loop. The only reader of the config: everything downstream gets plain arguments."""
+import os
 import random
 import signal
 import sys
@@ -12,7 +13,7 @@ import yaml
 
 from ML import run
 from ML.builders import make_agent, make_replay, make_world
-from ML.errors import ConfigError, Interrupted, RunError
+from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
 from ML.interruptions import Interruptions
 from ML.language import compose
 from ML.records import checkpoints, provenance
@@ -35,9 +36,14 @@ def launch(*overrides, **hyperparams):
     command_line = own_command_line()
     merged = compose.merge([*overrides, *code], [arg for arg in command_line if arg != '-m'])
     if '-m' in overrides or '-m' in command_line:
-        from ML.sweep import sweep
         return sweep([o for o in merged if o != '-m'], live)
     return train(compose.compose(merged, Path.cwd()), live).agent
+
+
+def sweep(overrides: list, live: dict = None) -> list:
+    """-m: every member of the sweep, run by ML.sweep on Hydra's launchers; their Member records, in order."""
+    from ML.sweep import sweep as run_sweep
+    return run_sweep(overrides, live, train)
 
 
 def own_command_line() -> list:
@@ -52,10 +58,14 @@ def own_command_line() -> list:
     return [arg for arg in sys.argv[1:] if arg == '-m' or ('=' in arg and not arg.startswith('-'))]
 
 
-def train(config: dict, live: dict = None, on_evaluation=None) -> RunResult:
+def train(config: dict, live: dict = None, on_evaluation=None, member: bool = False) -> RunResult:
     """One run of a composed config: build everything, then hand it to the loop. Returns the RunResult (the agent in
     eval mode, its last evaluation, counters, folder and checkpoint). on_evaluation(counters, evaluation) is
     called after every evaluation (see run.run).
+
+    member: the run is a sweep's member, which picks up where an earlier run of the same sweep left it: a member
+    that completed with this config is not trained again (its result is read back), one that was interrupted,
+    crashed or killed resumes from its checkpoint, and one that completed a shorter budget goes on to this one.
 
     Raises MLError subclasses for what the user can fix (before anything is written), RunError when the run's
     folder is held by a live run or a disk refuses a write, NonFiniteLoss when the loss turns nan, and Interrupted
@@ -72,6 +82,16 @@ def train(config: dict, live: dict = None, on_evaluation=None) -> RunResult:
     plain_specs = {key: spec.plain() for key, spec in specs.items()}
     agent = make_agent(c, specs, cwd, device)
     paths = run_paths(cwd, c, type(agent).__name__, world)
+    if c['load'] is True and not paths.checkpoint.is_file() and not c['variant']:
+        found = _sweep_member_variant(cwd, c, type(agent).__name__, world, config)
+        if found:  # the sweep member with these settings: the run goes on in its folder
+            c['variant'] = config['variant'] = found
+            paths = run_paths(cwd, c, type(agent).__name__, world)
+    if member and not c['load']:
+        earlier = _member_state(paths, config)
+        if earlier == 'completed':
+            return _completed(paths, agent, cwd)
+        c['load'] = earlier == 'resume'
 
     # resume: the checkpoint's weights, optimizers and schedules, the world's envs where they were, its replay
     counters, state, notes, resuming = Counters(), {}, [], False
@@ -93,6 +113,12 @@ def train(config: dict, live: dict = None, on_evaluation=None) -> RunResult:
     if state and not world.online and callable(getattr(replay, 'load_state_dict', None)) and 'replay' in state:
         replay.load_state_dict(state['replay'])  # the data's order and the place in the current pass
 
+    git = provenance.git_state(cwd)
+    if c['git_clean'] and provenance.dirty(git):
+        unclean = provenance.dirty(git)
+        raise ConfigError(f'git_clean=true: the repository of {cwd} has {", ".join(unclean[:3])}'
+                          f'{" and more" if len(unclean) > 3 else ""}; commit them, or run with git_clean=false')
+
     # the run's folder: claimed (one writer at a time), an earlier run moved aside or its logs cut back
     folder = RunFolder(paths)
     earlier = folder.claim(checkpoints=c['save'])
@@ -103,7 +129,9 @@ def train(config: dict, live: dict = None, on_evaluation=None) -> RunResult:
         history = _resume_history(paths.folder, counters, c['load']) if resuming else []
         saved = {**config, 'provenance': {
             'agent': type(agent).__name__, 'suite': world.suite, 'task': world.name, 'seed': c['seed'],
-            'specs': plain_specs, 'versions': provenance.versions(), 'git': provenance.git_state(cwd),
+            'specs': plain_specs, 'versions': provenance.versions(), 'git': git,
+            **({'cuda_visible_devices': os.environ['CUDA_VISIBLE_DEVICES']}
+               if 'CUDA_VISIBLE_DEVICES' in os.environ else {}),
             **({'resumed': history} if history else {})}}
         folder.start(yaml.safe_dump(saved, sort_keys=False), fresh=not resuming, resume_step=counters.step)
     except BaseException:
@@ -198,7 +226,7 @@ def _changes(saved: dict, now: dict, prefix: str = '') -> dict:
     found = {}
     for key in sorted(set(saved) | set(now)):
         name = f'{prefix}{key}'
-        if name in ('load', 'specs'):
+        if name in ('load', 'specs', 'variant'):
             continue
         old, new = saved.get(key), now.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
@@ -252,8 +280,63 @@ def _seed(seed: int):
     torch.manual_seed(seed)
 
 
+# settings a resumed run may change (the budget, the cadence of logs and saves, where it runs) without being another
+# run: a sweep member, or load=true, matches its run on every other key
+RESUMABLE = {'load', 'progress', 'device', 'variant', 'train_steps', 'train_frames', 'save', 'save_per_steps',
+             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers'}
+
+
+def _settings(config: dict) -> dict:
+    """What makes a run this run: its config without provenance and the RESUMABLE keys."""
+    return {key: value for key, value in config.items() if key not in RESUMABLE and key not in ('provenance', 'specs')}
+
+
+def _saved_config(folder: Path) -> dict:
+    try:
+        return yaml.safe_load((folder / 'config.yaml').read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+
+
+def _member_state(paths: RunPaths, config: dict) -> str:
+    """What a sweep member finds in its folder: 'completed' (the same settings and budget, done), 'resume' (an
+    interrupted, crashed or killed run of the same settings with a checkpoint, or a completed shorter one), or
+    'fresh' (nothing, or another run: it moves aside)."""
+    status = RunFolder(paths).status()
+    saved = _saved_config(paths.folder)
+    if status is None or _settings(saved) != _settings(config) or not paths.checkpoint.is_file():
+        return 'fresh'
+    budget = ('train_steps', 'train_frames')
+    if status == 'completed' and all(saved.get(key) == config.get(key) for key in budget):
+        return 'completed'
+    return 'resume'
+
+
+def _completed(paths: RunPaths, agent, cwd: Path) -> RunResult:
+    """A member an earlier run of the sweep completed: its checkpoint's agent and its last evaluation."""
+    path = paths.checkpoint
+    state = checkpoints.read(path)
+    checkpoints.restore(agent, state, path)
+    return RunResult(agent.train(False), dict((state.get('loop') or {}).get('evaluation') or {}),
+                     Counters(**state['counters']), paths.folder, path, status='skipped')
+
+
+def _sweep_member_variant(cwd: Path, c: dict, agent_name: str, world, config: dict):
+    """load=true for a run whose own checkpoint is missing: the variant of the sweep member of this experiment whose
+    settings are this run's, when there is exactly one (None when there is none)."""
+    own = run_paths(cwd, c, agent_name, world)
+    experiment = cwd / 'Benchmarking' / c['experiment']
+    pattern = f'*/{own.folder.relative_to(experiment)}/config.yaml'
+    matches = [folder.parent for folder in experiment.glob(pattern)
+               if _settings(_saved_config(folder.parent)) == _settings(config)]
+    if len(matches) > 1:
+        raise CheckpointError(f'load=true: several sweep members have these settings '
+                              f'({", ".join(str(m.relative_to(cwd)) for m in matches)}); give variant=...')
+    return matches[0].relative_to(experiment).parts[0] if matches else None
+
+
 def run_paths(cwd: Path, c: dict, agent_name: str, world) -> RunPaths:
-    where = Path(c['experiment'], agent_name, world.suite)
+    where = Path(c['experiment'], *([c['variant']] if c['variant'] else []), agent_name, world.suite)
     run = f'{_safe(world.name)}_{c["seed"]}'
     return RunPaths(cwd / 'Benchmarking' / where / run, cwd / 'Checkpoints' / where / f'{run}.pt',
                     cwd / 'Datasets' / 'ReplayBuffer' / where / run)

@@ -68,6 +68,7 @@ class RunResult(NamedTuple):
     counters: Counters           # where the run ended
     folder: Path                 # its folder of logs: Benchmarking/<experiment>/<Agent>/<suite>/<task>_<seed>/
     checkpoint: Optional[Path]   # its checkpoint, None with save=false
+    status: str = 'completed'    # or 'skipped': a sweep member an earlier run of the sweep had completed
 
 
 class Member(NamedTuple):

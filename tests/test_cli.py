@@ -148,9 +148,11 @@ def test_a_sweep_runs_every_member(user_dir):
     assert (run_dir(user_dir, seed=1) / 'eval.csv').exists() and (run_dir(user_dir, seed=2) / 'eval.csv').exists()
 
 
-def test_a_sweep_from_code_returns_every_members_agent(user_dir):
-    agents = ML.launch('-m', 'Model=MLP,CNN', 'model.depth=1', *FAST)
-    assert [type(agent.model).__name__ for agent in agents] == ['MLP', 'CNN']
+def test_a_sweep_from_code_returns_every_members_record_with_its_agent(user_dir):
+    members = ML.launch('-m', 'Model=MLP,CNN', 'model.depth=1', *FAST)
+    assert [type(member.agent.model).__name__ for member in members] == ['MLP', 'CNN']
+    assert [member.status for member in members] == ['completed', 'completed']
+    assert all(0.1 < member.score() <= 1 for member in members)
 
 
 def test_dqn_learns_cartpole_through_the_same_loop(user_dir):
