@@ -12,7 +12,6 @@ from ML.agents.classifier import Classifier
 from ML.agents.compiling import prepare
 from ML.agents.update import Update, describe
 from ML.cli import main
-from ML.errors import ConfigError
 from ML.records import checkpoints
 from ML.specs import Batch, Counters, Spec
 from conftest import FAST, ml, run_dir
@@ -115,7 +114,7 @@ def test_a_users_agent_trains_through_the_update(user_dir):
         file.write(USER_AGENTS)
     ml('Agent=Run.MyAgent', 'precision=bf16', 'accumulate_grad_batches=2', 'max_grad_norm=1', 'train_steps=600',
        'progress=false', 'save=false', cwd=user_dir)
-    assert accuracy(run_dir(user_dir, agent='MyAgent')) >= 0.9  # 300 steps of 512 digits
+    assert accuracy(run_dir(user_dir, agent='MyAgent')) >= 0.93  # 96.9% here: 300 optimizer steps of 512 digits
 
 
 def test_two_half_batches_accumulated_step_as_the_whole_batch():

@@ -155,9 +155,10 @@ class DQN(nn.Module):
             self.update.soft_update(self.target_q, self.q, self.target_tau)
 
         # tensors, not numbers: the logger reads them when it writes a row (.item() here would sync a GPU every update)
-        metrics = {'loss': loss.detach(), 'q': q.detach().mean(), 'epsilon': self.epsilon(counters.frame)}
-        if grad_norm is not None:  # measured on the steps that clip (max_grad_norm)
+        metrics = {'loss': loss.detach(), 'q': q.detach().mean()}
+        if grad_norm is not None:  # measured on the optimizer steps that clip (max_grad_norm)
             metrics['grad_norm'] = grad_norm
+        metrics['epsilon'] = self.epsilon(counters.frame)
         if batch.weight is not None:
             metrics['priority'] = (target - q).abs().detach()  # (B,) |TD error|: the replay's new priorities
         return metrics
