@@ -209,6 +209,10 @@ def test_the_loss_scale_and_the_accumulation_count_are_state():
     assert fresh.update.state_dict()['scaler'] != state['scaler']
     fresh.update.load_state_dict(state)
     assert fresh.update.state_dict() == state
+    before = copy.deepcopy(fresh.state_dict())
+    fresh.learn(batch(), Counters())  # the second micro-batch of the cycle the checkpoint was in: a step
+    assert not all(torch.equal(before[key], value) for key, value in fresh.state_dict().items())
+    assert fresh.update.state_dict()['micro_batches'] == [0]
 
 
 @pytest.mark.xfail(strict=True, reason='ML/records/checkpoints.py saves only the optimizers and schedulers an agent '

@@ -153,10 +153,12 @@ class Update:
         Gradients are not saved: a run resumed in the middle of an accumulation steps on the micro-batches that
         follow."""
         return {'scaler': self.scaler.state_dict() if self.scaler else {},
-                'micro_batches': list(self._micro_batches.values()) or list(self._restored)}
+                'micro_batches': [*self._micro_batches.values(), *self._restored]}
 
     def load_state_dict(self, state: dict):
-        """What state_dict() returned. A scale saved by an fp16 run is kept only by an fp16 run."""
+        """What state_dict() returned. A scale saved by an fp16 run is kept only by an fp16 run; a count, only as
+        far as this run's accumulate_grad_batches goes."""
         if self.scaler and state['scaler']:
             self.scaler.load_state_dict(state['scaler'])
-        self._micro_batches, self._restored = {}, list(state['micro_batches'])
+        self._micro_batches = {}
+        self._restored = [count % self.accumulate_grad_batches for count in state['micro_batches']]
