@@ -8,6 +8,10 @@ disturbance of this shared machine hits both; each figure is printed with the CP
 avg10) at the time, and the summary takes medians. Each rate is read from the run's own train.csv (steps between
 its first and last log rows over the time between them), so start-up is not counted. bf16 pays off where the CPU
 multiplies in bf16 (AVX512-BF16, AMX); elsewhere torch emulates it, and it is slower than fp32.
+
+Measured on a Xeon with AMX-BF16 (5 rounds of 1000 steps, CPU pressure avg10 below 2 throughout): fp32 359.4 and
+bf16 360.0 steps/s (ratio 1.002), both ending at 96.66% test accuracy. The MLP is too small for the arithmetic to
+matter: casting costs what bf16's matrix products save.
 """
 import argparse
 import csv
