@@ -22,6 +22,7 @@ setup(
         'tqdm>=4.60',
         'pyyaml>=6',
         'psutil>=5',             # the replay warns, with numbers, when it would not fit in memory
+        'accelerate>=1.0',       # Hugging Face accelerate: whether a device takes bf16 (accelerate=true)
     ],
     extras_require={
         'test': ['pytest>=7'],

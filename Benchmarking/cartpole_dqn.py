@@ -95,7 +95,7 @@ def sb3_rate(c: dict, steps: int, optimizer_kwargs: dict) -> float:
                 n_steps=c['replay']['nstep'], train_freq=c['learn_per_steps'], gradient_steps=1,
                 tau=a['target_tau'], target_update_interval=a['target_update_per_steps'],
                 exploration_initial_eps=a['epsilon_start'], exploration_final_eps=a['epsilon_end'],
-                exploration_fraction=a['epsilon_frames'] / steps, max_grad_norm=a['max_grad_norm'],
+                exploration_fraction=a['epsilon_frames'] / steps, max_grad_norm=c['max_grad_norm'],
                 policy_kwargs={'net_arch': net, 'optimizer_kwargs': optimizer_kwargs}, seed=1, device='cpu')
     clock = Clock()
     model.learn(steps, callback=clock)
@@ -151,7 +151,7 @@ def hand_written_rate(c: dict, steps: int, optimizer_kwargs: dict) -> float:
             loss = F.smooth_l1_loss(old_value, td_target)
             optimizer.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(q.parameters(), a['max_grad_norm'])
+            nn.utils.clip_grad_norm_(q.parameters(), c['max_grad_norm'])
             optimizer.step()
             if step % a['target_update_per_steps'] == 0:
                 target.load_state_dict(q.state_dict())

@@ -79,7 +79,10 @@ def make_dataset(c: dict, cwd: Path, device: str):
 
 
 def make_agent(c: dict, specs: dict, cwd: Path, device: str):
-    """Eyes -> Model sized to the data, the optimizer, then the agent that holds them."""
+    """Eyes -> Model sized to the data, the optimizer and the optimizer step (precision, clipping, accumulation),
+    then the agent that holds them, its networks laid out and compiled as asked."""
+    from ML.agents.compiling import prepare
+    from ML.agents.update import Update
     obs_spec = specs['obs_spec']
     out_spec = specs.get('label_spec') or specs.get('action_spec')
     eyes = build.build('Eyes', c['Eyes'] if c['Eyes'] is not None else 'Identity', c['eyes'], cwd=cwd,
@@ -95,10 +98,20 @@ def make_agent(c: dict, specs: dict, cwd: Path, device: str):
     optim = build.build('Optim', c['Optim'], c['optim'], cwd=cwd, partial=True)
     scheduler = build.build('Scheduler', c['Scheduler'], c['scheduler'], cwd=cwd, partial=True) \
         if c['Scheduler'] is not None else None
+    update = Update(precision=c['precision'], accelerate=c['accelerate'], device=device,
+                    max_grad_norm=c['max_grad_norm'], accumulate_grad_batches=c['accumulate_grad_batches'])
     agent_name = c['Agent'] or default_agent(specs)
     agent = build.build('Agent', agent_name, c['agent'], cwd=cwd, fill={
-        'eyes': eyes.to(device), 'model': model.to(device), 'optim': optim, 'scheduler': scheduler, **specs})
-    return agent.to(device)
+        'eyes': eyes.to(device), 'model': model.to(device), 'optim': optim, 'scheduler': scheduler,
+        'update': update, **specs})
+    # an agent that steps its own optimizers cannot honour a precision or an accumulation; max_grad_norm is not
+    # refused, as the RL recipes set it for the built-in agents and a user's agent there clips as it likes
+    plain = {'precision': 'fp32', 'accelerate': False, 'accumulate_grad_batches': 1}
+    asked = [f'{key}={str(c[key]).lower()}' for key in plain if c[key] != plain[key]]
+    if asked and not any(value is update for value in vars(agent).values()):
+        raise ConfigError(f'{asked[0]}: Agent={_label(agent_name)} keeps no update, so nothing would apply it; '
+                          f'take `update` in its constructor and call self.update(loss, optimizer) in learn()')
+    return prepare(agent.to(device), compile=c['compile'], channels_last=c['channels_last'])
 
 
 def default_agent(specs: dict) -> str:

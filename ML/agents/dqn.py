@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ML.agents.update import Update
 from ML.errors import ConfigError
 
 
@@ -66,7 +67,8 @@ class DQN(nn.Module):
                  epsilon_start=1.0,            # exploration: chance of a random action at frame 0 ...
                  epsilon_end=0.04,             # ... falling linearly to this ...
                  epsilon_frames=8_000,         # ... by this frame (counters.frame), then held
-                 max_grad_norm=10.0):          # clip the gradient's global L2 norm (cleanrl and SB3 use 10)
+                 update: Update = None):       # the optimizer step (precision, max_grad_norm, accumulation);
+                                               # None: fp32, the gradient's norm clipped to 10 (cleanrl, SB3)
         super().__init__()
         if not action_spec.discrete:
             raise ConfigError(f'Agent=DQN picks among discrete actions; this env acts in {action_spec}: '
@@ -76,14 +78,14 @@ class DQN(nn.Module):
         self.num_actions = action_spec.n
         self.q = QNetwork(eyes, model, value_stream(eyes, obs_spec.shape) if dueling else None)
         self.target_q = copy.deepcopy(self.q).requires_grad_(False).eval()
-        self._modules_of_q, self._parameters_of_q = list(self.q.modules()), list(self.q.parameters())
+        self._modules_of_q = list(self.q.modules())
         self._flags_only = all(type(module).train is nn.Module.train for module in self._modules_of_q)
         self._rng = np.random.default_rng(int(torch.randint(2 ** 62, ())))  # seeded by the run's seed, through torch
-        self.optim = optim(self._parameters_of_q)
+        self.optim = optim(self.q.parameters())
         self.scheduler = scheduler(self.optim) if scheduler is not None else None
         self.double, self.target_tau, self.target_update_per_steps = double, target_tau, target_update_per_steps
         self.epsilon_start, self.epsilon_end, self.epsilon_frames = epsilon_start, epsilon_end, epsilon_frames
-        self.max_grad_norm = max_grad_norm
+        self.update = update if update is not None else Update(max_grad_norm=10.0)
 
     def train(self, mode=True):
         super().train(mode)
@@ -128,42 +130,35 @@ class DQN(nn.Module):
         """One gradient step on the TD error; the batch's reward and discount already hold the n-step return."""
         self._mode(training=True)
 
-        # target: r + discount * Q_target(s', a'), with a' = argmax Q(s') under double Q, else argmax Q_target(s')
-        with torch.no_grad():
-            next_q = self.target_q(batch.next_obs)
-            if self.double:
-                next_action = self.q(batch.next_obs).argmax(dim=1, keepdim=True)
-                next_value = next_q.gather(1, next_action).squeeze(1)
+        with self.update.autocast():
+            # target: r + discount * Q_target(s', a'), with a' = argmax Q(s') under double Q, else argmax Q_target(s')
+            with torch.no_grad():
+                next_q = self.target_q(batch.next_obs)
+                if self.double:
+                    next_action = self.q(batch.next_obs).argmax(dim=1, keepdim=True)
+                    next_value = next_q.gather(1, next_action).squeeze(1)
+                else:
+                    next_value = next_q.max(dim=1).values
+                target = batch.reward + batch.discount * next_value
+
+            # the Huber loss keeps the gradient of large TD errors bounded (Mnih et al. 2015, "Methods")
+            q = self.q(batch.obs).gather(1, batch.action.long().view(-1, 1)).squeeze(1)
+            if batch.weight is None:
+                loss = F.smooth_l1_loss(q, target)
             else:
-                next_value = next_q.max(dim=1).values
-            target = batch.reward + batch.discount * next_value
-
-        # the Huber loss keeps the gradient of large TD errors bounded (Mnih et al. 2015, "Methods")
-        q = self.q(batch.obs).gather(1, batch.action.long().view(-1, 1)).squeeze(1)
-        if batch.weight is None:
-            loss = F.smooth_l1_loss(q, target)
-        else:
-            # prioritized replay samples by priority; its importance weights undo that bias (Schaul et al. 2016, 3.4)
-            loss = (F.smooth_l1_loss(q, target, reduction='none') * batch.weight).mean()
-
-        self.optim.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self._parameters_of_q, self.max_grad_norm)
-        self.optim.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
+                # prioritized replay's importance weights undo its sampling bias (Schaul et al. 2016, 3.4)
+                loss = (F.smooth_l1_loss(q, target, reduction='none') * batch.weight).mean()
+        grad_norm = self.update(loss, self.optim, self.scheduler)
 
         # refresh the target: target <- tau * online + (1 - tau) * target
         if counters.step % self.target_update_per_steps == 0:
-            with torch.no_grad():
-                for online, target_param in zip(self.q.parameters(), self.target_q.parameters()):
-                    target_param.lerp_(online, self.target_tau)
-                for online, target_buffer in zip(self.q.buffers(), self.target_q.buffers()):
-                    target_buffer.copy_(online)  # running statistics (batch norm) are copied, not averaged
+            self.update.soft_update(self.target_q, self.q, self.target_tau)
 
         # tensors, not numbers: the logger reads them when it writes a row (.item() here would sync a GPU every update)
-        metrics = {'loss': loss.detach(), 'q': q.detach().mean(), 'grad_norm': grad_norm,
-                   'epsilon': self.epsilon(counters.frame)}
+        metrics = {'loss': loss.detach(), 'q': q.detach().mean()}
+        if grad_norm is not None:  # measured on the optimizer steps that clip (max_grad_norm)
+            metrics['grad_norm'] = grad_norm
+        metrics['epsilon'] = self.epsilon(counters.frame)
         if batch.weight is not None:
             metrics['priority'] = (target - q).abs().detach()  # (B,) |TD error|: the replay's new priorities
         return metrics

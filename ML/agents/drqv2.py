@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ML.agents.update import Update
 from ML.errors import ConfigError
 
 
@@ -129,7 +130,9 @@ class DrQV2(nn.Module):
                  stddev_schedule='linear(1.0,0.1,1000000)',  # exploration noise by frame; drqv2's medium tasks:
                                                 # 500k agent steps of 2 simulator frames
                  stddev_clip=0.3,               # the noise of the updates' actions is clipped to +-this (TD3's)
-                 aug_pad=4):                    # random shift of image observations by up to this many pixels
+                 aug_pad=4,                     # random shift of image observations by up to this many pixels
+                 update: Update = None):        # the optimizer step (precision, clipping, accumulation);
+                                                # None: plain fp32 steps
         super().__init__()
         if action_spec.discrete or (action_spec.low, action_spec.high) != (-1.0, 1.0):
             fix = 'use Agent=DQN' if action_spec.discrete else 'wrap it in gymnasium.wrappers.RescaleAction(env, -1, 1)'
@@ -147,6 +150,7 @@ class DrQV2(nn.Module):
         self.actor_scheduler = scheduler(self.actor_optim) if scheduler is not None else None
         self.critic_target_tau, self.num_expl_frames = critic_target_tau, num_expl_frames
         self.schedule, self.stddev_clip, self.aug_pad = linear_schedule(stddev_schedule), stddev_clip, aug_pad
+        self.update = update if update is not None else Update()
 
     def _features_shape(self, obs_spec):
         """The encoder's output for one observation, from a blank batch (of 2, which batch norm can take)."""
@@ -197,35 +201,29 @@ class DrQV2(nn.Module):
         """One critic and one actor update, then the target; batch.reward and batch.discount hold the n-step
         return and gamma ** n (0 past a termination)."""
         std = self.stddev(counters.frame)
-        features = self.eyes(self._augment(batch.obs))
-        with torch.no_grad():
-            next_features = self.eyes(self._augment(batch.next_obs))
+        with self.update.autocast():
+            features = self.eyes(self._augment(batch.obs))
+            with torch.no_grad():
+                next_features = self.eyes(self._augment(batch.next_obs))
 
-        # critic: both Q regress to r + discount * min(Q1', Q2') at a noisy next action (clipped double Q,
-        # Fujimoto et al. 2018)
-        with torch.no_grad():
-            next_action = self._sample(self._mean(next_features), std, self.stddev_clip)
-            target = batch.reward + batch.discount * torch.min(*self.critic_target(next_features, next_action))
-        q1, q2 = self.critic(features, batch.action)
-        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
-        self.critic_optim.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        self.critic_optim.step()
+            # critic: both Q regress to r + discount * min(Q1', Q2') at a noisy next action (clipped double Q,
+            # Fujimoto et al. 2018)
+            with torch.no_grad():
+                next_action = self._sample(self._mean(next_features), std, self.stddev_clip)
+                target = batch.reward + batch.discount * torch.min(*self.critic_target(next_features, next_action))
+            q1, q2 = self.critic(features, batch.action)
+            critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.update(critic_loss, self.critic_optim, self.critic_scheduler)
 
-        # actor: up the critic's smaller Q at its own noisy action (deterministic policy gradient)
-        action = self._sample(self._mean(features.detach()), std, self.stddev_clip)
-        actor_loss = -torch.min(*self.critic(features.detach(), action)).mean()
-        self.actor_optim.zero_grad(set_to_none=True)
-        actor_loss.backward()  # also leaves gradients on the critic, cleared before its next step
-        self.actor_optim.step()
-        for scheduler in (self.critic_scheduler, self.actor_scheduler):
-            if scheduler is not None:
-                scheduler.step()
+        # actor: up the critic's smaller Q at its own noisy action (deterministic policy gradient); its loss steps
+        # the actor alone, the critic's gradients untouched
+        with self.update.autocast():
+            action = self._sample(self._mean(features.detach()), std, self.stddev_clip)
+            actor_loss = -torch.min(*self.critic(features.detach(), action)).mean()
+        self.update(actor_loss, self.actor_optim, self.actor_scheduler)
 
         # target: target <- tau * critic + (1 - tau) * target
-        with torch.no_grad():
-            for online, target_param in zip(self.critic.parameters(), self.critic_target.parameters()):
-                target_param.lerp_(online, self.critic_target_tau)
+        self.update.soft_update(self.critic_target, self.critic, self.critic_target_tau)
 
         return {'critic_loss': critic_loss.item(), 'actor_loss': actor_loss.item(), 'q': q1.mean().item(),
                 'target_q': target.mean().item(), 'batch_reward': batch.reward.mean().item(), 'stddev': std}
