@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from ML import run
+from ML.agents.update import describe
 from ML.builders import make_agent, make_replay, make_world
 from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
 from ML.interruptions import Interruptions
@@ -141,7 +142,10 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         world.video_folder = paths.folder / 'media'
     if state:
         checkpoints.set_random_state(state['random'], agent)
-    for line in [getattr(world, 'description', None), *notes]:
+    accelerated = (c['precision'], c['accelerate'], c['compile'], c['channels_last']) != ('fp32', False, False, False)
+    for line in [getattr(world, 'description', None),
+                 accelerated and describe(c['precision'], c['accelerate'], device, c['compile'], c['channels_last']),
+                 *notes]:
         if line:
             print(f'ML: {line}')
 
@@ -350,7 +354,8 @@ def load_agent(path_or_words, **hyperparams):
     cwd = Path.cwd()
     path = checkpoints.find(path_or_words, cwd / 'Checkpoints' / 'none.pt', cwd / 'Checkpoints')
     state = checkpoints.read(path)
-    c = compose.live_objects({**state['config'], **hyperparams}, {})
+    # keys added since the checkpoint was written take their defaults
+    c = compose.live_objects({**compose.defaults(), **state['config'], **hyperparams}, {})
     specs = {key: Spec.from_plain(spec) for key, spec in c.pop('specs').items()}
     agent = make_agent(c, specs, cwd, _device(c['device']))
     checkpoints.restore(agent, state, path)

@@ -215,8 +215,6 @@ def test_the_loss_scale_and_the_accumulation_count_are_state():
     assert fresh.update.state_dict()['micro_batches'] == [0]
 
 
-@pytest.mark.xfail(strict=True, reason='ML/records/checkpoints.py saves only the optimizers and schedulers an agent '
-                                       'holds, not every attribute with a state_dict')
 def test_the_loss_scale_survives_a_checkpoint(tmp_path):
     agent = fp16_agent()
     path = tmp_path / 'agent.pt'

@@ -20,7 +20,7 @@ class Classifier(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.model(self.eyes(obs))
 
-    def act(self, obs: torch.Tensor, counters: Counters, greedy: bool = True) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, counters: Counters = None, greedy: bool = True) -> torch.Tensor:
         with torch.no_grad():
             output = self(obs)
         return output if self.regression else output.argmax(-1)

@@ -13,7 +13,8 @@ def prepare(agent: nn.Module, *, compile: bool = False, channels_last: bool = Fa
                     tensor-core kernels and oneDNN on CPU convolve fastest; a convolution then gives its output in
                     that layout too. The same Parameter objects keep their values: optimizers built already stay
                     valid. Other layers are left as they are.
-    compile         each of the agent's networks (its direct submodules that hold parameters) compiled in place with torch.compile
+    compile         each of the agent's networks (its direct submodules that hold parameters) compiled in place
+                    with torch.compile
                     (nn.Module.compile: state-dict keys and checkpoints stay as they are). Compilation happens at
                     a network's first call, and again for new input shapes; a network that fails to compile says
                     so in one line and runs eagerly from then on.

@@ -108,11 +108,13 @@ class DQN(nn.Module):
         progress = min(frame / self.epsilon_frames, 1.0) if self.epsilon_frames > 0 else 1.0
         return (1 - progress) * self.epsilon_start + progress * self.epsilon_end
 
-    def act(self, obs, counters, greedy=False):
-        """(B, *obs) -> (B,) int64 actions: the argmax of Q, or with chance epsilon a uniformly random action."""
+    def act(self, obs, counters=None, greedy=False):
+        """(B, *obs) -> (B,) int64 actions: the argmax of Q (greedy), or with chance epsilon (at counters.frame; the
+        start's without counters) a uniformly random action."""
         n = obs.shape[0]
         # exploration draws in numpy: a handful of torch calls for one random number would cost more than the env
-        explore = np.zeros(n, bool) if greedy else self._rng.random(n) < self.epsilon(counters.frame)
+        frame = counters.frame if counters is not None else 0
+        explore = np.zeros(n, bool) if greedy else self._rng.random(n) < self.epsilon(frame)
         if explore.all():  # while epsilon is high, most steps need no forward pass
             return torch.from_numpy(self._random_actions(n)).to(obs.device)
         self._mode(training=False)  # act in eval mode (dropout off, batch norm frozen); learn() switches back

@@ -185,13 +185,14 @@ class DrQV2(nn.Module):
         return action - action.detach() + action.detach().clamp(-1 + 1e-6, 1 - 1e-6)
 
     @torch.no_grad()
-    def act(self, obs, counters, greedy=False):
+    def act(self, obs, counters=None, greedy=False):
         """(B, *obs) -> (B, action_dim) actions in [-1, 1]: the mean, or the mean plus the scheduled noise
         (unclipped, as drqv2 acts), or uniformly random ones during the first num_expl_frames."""
-        if not greedy and counters.frame < self.num_expl_frames:
+        frame = counters.frame if counters is not None else 0  # without counters: as at the start of a run
+        if not greedy and frame < self.num_expl_frames:
             return torch.rand(len(obs), *self.action_shape, device=obs.device) * 2 - 1
         mean = self._mean(self.eyes(self._scale(obs)))
-        return mean if greedy else self._sample(mean, self.stddev(counters.frame))
+        return mean if greedy else self._sample(mean, self.stddev(frame))
 
     def _augment(self, obs):
         obs = self._scale(obs)

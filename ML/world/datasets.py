@@ -103,8 +103,8 @@ class Items:
                                   f'of {len(item)} values, picked by position (dataset.keys=[0,1])')
             return keys, None if len(item) == 2 else f"values {keys[0]} and {keys[1]} of each item's {len(item)}"
         length = f' of length {len(item)}' if isinstance(item, (tuple, list)) else ''
-        raise MLError(f'Dataset={self.name}: item 0 is a {type(item).__name__}{length}, not an (observation, label) pair or a dict; '
-                      f'make __getitem__ return both')
+        raise MLError(f'Dataset={self.name}: item 0 is a {type(item).__name__}{length}, not an (observation, label) '
+                      f'pair or a dict; make __getitem__ return both')
 
     def item(self, item) -> tuple:
         obs = _tensor(item[self.keys[0]], 'observation', self.name)
