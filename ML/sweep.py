@@ -100,6 +100,8 @@ def sweep(overrides: list, live: dict = None, train=None) -> list:
 
     app = compose.hydra_app(cwd)
     from hydra.errors import HydraException, MissingConfigException
+    if launcher.startswith('submitit'):  # its jobs start Python in this directory: a user's ML.py must not shadow ML
+        os.environ.setdefault('PYTHONSAFEPATH', '1')
     with sweep_stop:
         try:
             batches = app.multirun(config_name='args', task_function=member, overrides=[

@@ -20,7 +20,7 @@ from conftest import ml
 from ML.records import scores
 from ML.records.plot import main
 
-SWEEP = 'Benchmarking/Sweep/sweeps/2025-01-01_00-00-00'  # where a sweep put SAC's runs, one folder deeper
+SWEEP = 'Benchmarking/Sweep/lr=0.1'  # where a sweep put SAC's runs: a member's variant folder, one deeper
 FINAL = {  # the last evaluation return of each (agent, task), seeds 1, 2, 3
     ('DrQV2', 'cheetah_run'): [500, 520, 570], ('DrQV2', 'walker_walk'): [700, 650, 900],
     ('SAC', 'cheetah_run'): [300, 330, 360], ('SAC', 'walker_walk'): [400, 460, 430],
@@ -213,9 +213,12 @@ def test_plot_of_a_folder_writes_into_it(sweep):
     assert result.returncode == 0, result.stderr
     rows = table(sweep / SWEEP / 'Plots/summary.csv')
     assert {(agent, task) for _, agent, task, _ in rows} == {('SAC', 'cheetah_run'), ('SAC', 'walker_walk')}
-    (sweep / SWEEP / 'Plots/summary.csv').unlink()
-    main(['sweep=2025-01-01_00-00-00'])  # the same sweep, by its name
-    assert table(sweep / SWEEP / 'Plots/summary.csv') == rows
+    main(['experiment=Sweep'])
+    everything = table(sweep / 'Benchmarking/Sweep/Plots/summary.csv')
+    (sweep / 'Benchmarking/Sweep/Plots/summary.csv').unlink()
+    (sweep / 'Benchmarking/Sweep/sweep.csv').write_text('overrides,status\n')
+    main(['sweep=Sweep'])  # a sweep, by the experiment it ran in: all its members
+    assert table(sweep / 'Benchmarking/Sweep/Plots/summary.csv') == everything
 
 
 @pytest.mark.parametrize('args, message', [
@@ -226,7 +229,7 @@ def test_plot_of_a_folder_writes_into_it(sweep):
     (['pdf=maybe'], 'Plot: ConfigError: pdf=maybe: expected true or false'),
     (['experiments=[Sweep'], 'Plot: ConfigError: experiments=[Sweep: '),
     (['no/such/folder'], 'Plot: PathError: no/such/folder: no such folder'),
-    (['sweep=yesterday'], 'Plot: PathError: sweep=yesterday: no such folder, nor a sweep of that name'),
+    (['sweep=yesterday'], 'Plot: PathError: sweep=yesterday: no such folder, nor an experiment with a sweep.csv'),
     (['-m'], 'Plot: ConfigError: -m: unknown flag; Plot takes folders, key=value and --help'),
 ])
 def test_bad_input_is_one_line_naming_the_key_and_nothing_is_written(sweep, capsys, args, message):

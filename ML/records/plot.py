@@ -3,7 +3,7 @@
     Plot experiment=DQN                 Benchmarking/DQN/Plots/
     Plot experiments=[DQN,DoubleDQN]    Benchmarking/Plots/DQN+DoubleDQN/
     Plot                                every experiment under ./Benchmarking/ (one: its Plots/; several: as above)
-    Plot path/to/runs, Plot sweep=...   <that folder>/Plots/
+    Plot path/to/runs, Plot sweep=Exp   <that folder>/Plots/
 
 Writes a figure per metric (eval_<metric>.png, train_<metric>.png: a panel per task, a line per method, the mean
 over seeds with a confidence band), summary.csv and summary.md (final and best evaluation scores, mean ± std over
@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import yaml
 
 from ML.errors import ConfigError, MLError, PathError, did_you_mean
 from ML.records import figures, runs as found_runs, scores, tables
@@ -31,11 +30,11 @@ USAGE = """usage: Plot [folder ...] [key=value ...]
   Plot experiments=[DQN,DoubleDQN]     several side by side: writes Benchmarking/Plots/DQN+DoubleDQN/
   Plot                                 every experiment under ./Benchmarking/
   Plot path/to/runs                    every run under a folder: writes path/to/runs/Plots/
-  Plot sweep=Benchmarking/Exp/sweeps/2025-01-01_12-00-00   a sweep's runs
+  Plot sweep=Exp                       a sweep's members (Benchmarking/Exp/sweep.csv beside them)
 
 keys (singular or plural, a name or a list [a,b]):
   experiment   experiments under ./Benchmarking/
-  sweep        a sweep's folder, or its name under Benchmarking/<experiment>/sweeps/
+  sweep        a sweep's folder, or the experiment it ran in (its members are Benchmarking/<experiment>/<variant>/)
   task         only these tasks: names or globs (CartPole-v1, 'atari/*')
   agent        only these agents (DQN, Classifier)
   band         the shaded band: ci (95% bootstrap CI of the mean, the default), se (± 1 standard error), std
@@ -174,25 +173,19 @@ def _experiment(cwd: Path, name: str) -> Path:
 
 
 def _sweep(cwd: Path, name: str) -> Path:
-    """A sweep's folder: the path given, or the one of that name under Benchmarking/<experiment>/sweeps/."""
-    folder = Path(name) if Path(name).is_dir() else next(iter(sorted(cwd.glob(f'Benchmarking/*/sweeps/{name}'))),
-                                                          None)
-    if folder is None:
-        known = [p.name for p in cwd.glob('Benchmarking/*/sweeps/*') if p.is_dir()]
-        raise PathError(f'sweep={name}: no such folder, nor a sweep of that name in Benchmarking/*/sweeps/'
-                        f'{did_you_mean(name, known)}')
+    """A sweep's folder: the path given, or the experiment of that name, whose sweep.csv lists its members (each in a
+    variant folder inside it, as `ML -m` writes them)."""
+    folder = Path(name) if Path(name).is_dir() else cwd / 'Benchmarking' / name
+    if not (folder / 'sweep.csv').is_file() and not Path(name).is_dir():
+        known = [p.parent.name for p in cwd.glob('Benchmarking/*/sweep.csv')]
+        raise PathError(f'sweep={name}: no such folder, nor an experiment with a sweep.csv'
+                        f'{did_you_mean(name, known)}; sweeps here: {", ".join(known) or "none"}')
     return folder
 
 
 def _runs(folder: Path) -> list:
-    """The runs under a folder. A sweep's folder whose members were written to their experiment's folder (as
-    `ML -m` does) holds only Hydra's multirun.yaml: the runs are then that experiment's."""
+    """The runs under a folder, at any depth."""
     runs = found_runs.find(folder)
-    if not runs and (folder / 'multirun.yaml').is_file():
-        experiment = (yaml.safe_load((folder / 'multirun.yaml').read_text()) or {}).get('experiment')
-        benchmarking = next((p for p in folder.parents if p.name == 'Benchmarking'), None)
-        if experiment and benchmarking and (benchmarking / str(experiment)).is_dir():
-            runs = found_runs.find(benchmarking / str(experiment))
     if not runs:
         raise PathError(f'{_relative(folder)}: no runs here (no train.csv or eval.csv at any depth); '
                         'train first (ML ...)')
