@@ -25,7 +25,7 @@ setup(
         'accelerate>=1.0',       # Hugging Face accelerate: whether a device takes bf16 (accelerate=true)
     ],
     extras_require={
-        'test': ['pytest>=7'],
+        'test': ['pytest>=7', 'hypothesis>=6'],  # hypothesis generates the inputs of tests with many
         'atari': ['ale-py>=0.10.1', 'opencv-python-headless>=4.6'],  # 0.10.1: the first ale-py on numpy 2; gymnasium's
                                                                       # AtariPreprocessing resizes with OpenCV
         'dmc': ['dm-control>=1.0.50,<1.1', 'mujoco>=3.17,<4'],  # mujoco 4 breaks dm-control 1.0.50
@@ -34,6 +34,8 @@ setup(
                                                  # with pygame
         'bench': ['stable-baselines3>=2.0'],     # the peer the Benchmarking/ scripts measure against
         'plot': ['rliable>=1.2'],  # Plot's aggregates over tasks (IQM, median, mean; Agarwal et al. 2021)
+        # -m on Hydra's joblib (parallel local processes) and submitit (local, SLURM) launchers, and search on optuna
+        'experiments': ['hydra-joblib-launcher>=1.2', 'hydra-submitit-launcher>=1.2', 'optuna>=5'],
     },
     entry_points={'console_scripts': ['ML=ML.cli:main', 'Plot=ML.records.plot:main']},
 )
