@@ -39,13 +39,17 @@ def main(argv=None):
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':
             raise
+        if getattr(error, 'frames', ''):  # the user's own code raised: its frames, as Python shows them, and no ML's
+            print(error.frames, end='', file=sys.stderr)
         fail(f'{type(error).__name__}: {error}')
     except KeyboardInterrupt:
         fail('interrupted')
 
 
 def fail(message: str):
-    print(f'ML: {message}', file=sys.stderr)
+    """One line on stderr, and exit 1; a character that would break the line (a value's newline) is escaped."""
+    line = ''.join(char if char.isprintable() else char.encode('unicode_escape').decode() for char in message)
+    print(f'ML: {line}', file=sys.stderr)
     sys.exit(1)
 
 
@@ -55,5 +59,6 @@ def print_help():
     print(USAGE)
     print(f'recipes (task=...): here: {", ".join(user_recipes(Path.cwd())) or "none"}; '
           f'built in: {", ".join(builtin_recipes())}\n')
-    print('keys (Hyperparams/args.yaml):\n')
+    print('keys (Hyperparams/args.yaml; each comment starts with the type and range every value is checked '
+          'against):\n')
     print((hyperparams_dir() / 'args.yaml').read_text())
