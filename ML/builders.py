@@ -1,9 +1,11 @@
 """What the config asks for, built: the world (a dataset or an environment), the agent with its networks sized
-to the world's specs, and the replay. launcher.py calls these in that order."""
+to the world's specs, and the replay. launcher.py calls these in that order, before the run writes anything: every
+setting that cannot work, alone or with another, is refused here."""
+import inspect
 from pathlib import Path
 
 from ML.errors import CheckpointError, ConfigError, MLError, ShapeError
-from ML.language import build
+from ML.language import build, paths
 
 
 def _name(value) -> str:
@@ -38,24 +40,46 @@ def make_world(c: dict, cwd: Path, device: str):
         raise ConfigError('Dataset and Env are both null: give Dataset=... (e.g. Digits) or task=RL Env=...')
     if c['video']:
         raise ConfigError(f'video=true: records evaluation episodes of an Env; Dataset={_name(c["Dataset"])} has none')
-    return make_dataset(c, cwd, device)
+    try:
+        return make_dataset(c, cwd, device)
+    except ValueError as error:  # the world refuses a split with no samples on one side, naming the dataset
+        raise ConfigError(f'{error} (test_split={c["test_split"]})') from error
 
 
 def make_env(c: dict, cwd: Path, device: str):
     import gymnasium
-    from ML.world.gym import GymWorld
+    from ML.world.gym import GymWorld, register_namespace
     env = c['Env']
+    if isinstance(env, str):
+        register_namespace(env)  # ALE/Pong-v5 exists once ale_py registered it
     if isinstance(env, str) and env not in gymnasium.registry and not env.rsplit('-v', 1)[-1].isdigit():
         env = build.resolve(env, 'Env', cwd)  # a built-in suite or a user's environment class, by path
-    if not isinstance(env, str):
+    if isinstance(env, str):
+        _check_env_arguments(env, c['env'])
+    else:
         build.check_arguments('Env', env, c['env'])
     try:
         return GymWorld(env, num_envs=c['num_envs'], eval_episodes=c['eval_episodes'], seed=c['seed'],
                         device=device, video=c['video'], **c['env'])
-    except TypeError as error:  # gymnasium.make hands env.* to the environment's constructor
-        if 'argument' not in str(error):
-            raise
-        raise ConfigError(f'Env={_label(c["Env"])} with env.*={c["env"]}: {error}') from error
+    except (KeyboardInterrupt, MLError):
+        raise
+    except BaseException as error:  # the environment's constructor raised, or exited
+        if isinstance(error, TypeError) and build.SIGNATURE_MISMATCH.search(str(error)) and \
+                not paths.is_users_error(error, cwd):
+            raise ConfigError(f'Env={_label(c["Env"])} with env.*={c["env"]}: {error}') from error
+        raise paths.explain(f'Env={_label(c["Env"])}', error, cwd) from error
+
+
+def _check_env_arguments(env_id: str, args: dict):
+    """env.* of a registered id, checked against what gymnasium.make takes itself (max_episode_steps, ...) and,
+    for the rest, the signature of the environment it builds."""
+    import gymnasium
+    creator = paths.env_creator(env_id)
+    own = [name for name in inspect.signature(gymnasium.make).parameters if name not in ('id', 'kwargs')]
+    build.check_arguments('Env', gymnasium.make, {name: value for name, value in args.items() if name in own},
+                          name='gymnasium.make')
+    if creator is not None:  # a `module:Env-v0` id is registered when gymnasium.make imports its module
+        build.check_arguments('Env', creator, {name: value for name, value in args.items() if name not in own})
 
 
 def make_dataset(c: dict, cwd: Path, device: str):
@@ -144,12 +168,33 @@ def make_replay(c: dict, world, device: str, saved: Path, resume: dict = None, r
     if from_disk and not saved.is_dir():
         key = 'offline=true' if c['offline'] else 'replay.load=true'
         raise CheckpointError(f'{key}: no saved replay at {saved}; save one with replay.save=true')
+    if not from_disk:
+        _check_capacity(options['capacity'], world.num_envs, options['nstep'], world.frame_stack)
     try:
         if resume and (saved / resume['data']).is_dir():  # the replay saved with the checkpoint, as it was then
             return Replay.load(saved, state=resume, restart=restart, **learning)
         if from_disk:
-            return Replay.load(saved, **learning)  # what the saved data fixes (capacity, stacking) stays
-        return Replay(world.obs_spec, world.action_spec, capacity=options['capacity'], frame_stack=world.frame_stack,
-                      **learning)
+            replay = Replay.load(saved, **learning)  # what the saved data fixes (capacity, stacking) stays
+        else:
+            replay = Replay(world.obs_spec, world.action_spec, capacity=options['capacity'],
+                            frame_stack=world.frame_stack, **learning)
     except ValueError as error:  # the replay refuses impossible options (or a saved one that differs), naming the key
         raise ConfigError(str(error)) from error
+    holds = replay.capacity // world.num_envs * world.num_envs  # a row of num_envs transitions at a time
+    if c['batch_size'] > holds:
+        raise ConfigError(f'batch_size={c["batch_size"]}: more than the {holds} transitions the replay holds '
+                          f'(replay.capacity={replay.capacity}); lower batch_size or raise replay.capacity')
+    if not c['offline'] and c['learn_after'] >= holds:
+        raise ConfigError(f'learn_after={c["learn_after"]}: the replay holds at most {holds} transitions '
+                          f'(replay.capacity={replay.capacity}), so learning would never start; lower learn_after '
+                          f'or raise replay.capacity')
+    return replay
+
+
+def _check_capacity(capacity: int, num_envs: int, nstep: int, frame_stack: int):
+    """A ring that keeps fewer steps of each env than an n-step return or a frame stack spans cannot sample one."""
+    steps = capacity // num_envs
+    if steps < max(nstep, frame_stack):
+        spans = f'replay.nstep={nstep}' if nstep >= frame_stack else f'a stack of {frame_stack} frames'
+        raise ConfigError(f'replay.capacity={capacity}: keeps {steps} steps of each of num_envs={num_envs} envs, '
+                          f'fewer than {spans} spans; raise replay.capacity')

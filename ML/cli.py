@@ -44,6 +44,8 @@ def main(argv=None):
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':
             raise
+        if getattr(error, 'frames', ''):  # the user's own code raised: its frames, as Python shows them, and no ML's
+            print(error.frames, end='', file=sys.stderr)
         # a run a signal stopped exits as a shell reports it (128 + the signal's number: 143 for SIGTERM)
         fail(f'{type(error).__name__}: {error}', 128 + error.signal if isinstance(error, Interrupted) else 1)
     except KeyboardInterrupt:
@@ -51,7 +53,10 @@ def main(argv=None):
 
 
 def fail(message: str, code: int = 1):
-    print(f'ML: {message}', file=sys.stderr)
+    """One line on stderr, and exit with code; a character that would break the line (a value's newline) is
+    escaped."""
+    line = ''.join(char if char.isprintable() else char.encode('unicode_escape').decode() for char in message)
+    print(f'ML: {line}', file=sys.stderr)
     sys.exit(code)
 
 
@@ -61,5 +66,6 @@ def print_help():
     print(USAGE)
     print(f'recipes (task=...): here: {", ".join(user_recipes(Path.cwd())) or "none"}; '
           f'built in: {", ".join(builtin_recipes())}\n')
-    print('keys (Hyperparams/args.yaml):\n')
+    print('keys (Hyperparams/args.yaml; each comment starts with the type and range every value is checked '
+          'against):\n')
     print((hyperparams_dir() / 'args.yaml').read_text())

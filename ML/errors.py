@@ -23,6 +23,16 @@ class ShapeError(MLError):
     """A block whose input or output does not fit its neighbours: names the block, expected and actual shapes."""
 
 
+class UserCodeError(MLError):
+    """The user's own code (a file of theirs being imported, their constructor, a code value calling it) raised or
+    exited while a key was built: names the key and the innermost line of the user's files that ran. `frames` is the
+    traceback of the user's frames alone, as Python prints one, for the command line to show above that line."""
+
+    def __init__(self, message: str, frames: str = ''):
+        super().__init__(message)
+        self.frames = frames
+
+
 class CheckpointError(MLError):
     """Nothing to load, or a checkpoint that does not fit the run."""
 

@@ -272,9 +272,18 @@ def _device(device: str) -> str:
     if device == 'auto':
         return 'cuda' if torch.cuda.is_available() else 'cpu'
     try:
-        torch.device(device)
-    except RuntimeError as error:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as error:
         raise ConfigError(f'device={device}: not a device (auto, cpu, cuda, cuda:1, ...)') from error
+    if parsed.type == 'cpu':
+        return device
+    backend = getattr(torch, parsed.type, None)  # torch.cuda, torch.mps, torch.xpu: each says what this machine has
+    if backend is None or not hasattr(backend, 'is_available') or not backend.is_available():
+        raise ConfigError(f'device={device}: this machine has no {parsed.type} device; use device=auto or cpu')
+    count = backend.device_count() if hasattr(backend, 'device_count') else 1
+    if parsed.index is not None and parsed.index >= count:
+        raise ConfigError(f'device={device}: this machine has {count} {parsed.type} device{"s" if count > 1 else ""} '
+                          f'({parsed.type}:0 to {parsed.type}:{count - 1})')
     return device
 
 

@@ -44,7 +44,7 @@ def variant(job_overrides: list, varying: set) -> str:
     for override in OverridesParser.create().parse_overrides(job_overrides):
         if override.key_or_group in varying and override.key_or_group not in NOT_VARIANT:
             parts.append(f'{override.key_or_group}={override.get_value_element_as_str()}')
-    return re.sub(r'[^\w.=,+()\[\]-]', '_', ','.join(sorted(parts)))
+    return re.sub(r'[^\w.,+=@-]', '_', ','.join(sorted(parts)))  # a folder name, as args.yaml's `folder` reads it
 
 
 def _launcher(prepared: list) -> str:

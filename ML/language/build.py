@@ -9,17 +9,28 @@
     fill             other arguments the engine can supply by name (an agent's `model`, a dataset's `root`)
 
 Shape inference fills exactly the eight names of SHAPE_NAMES, and a value the user gave always wins.
+
+Every argument is checked against the signature before the call: its name (an argument nothing takes is an error),
+and its type, by the parameter's annotation or, where that says nothing plain, by its default (a default of 3 asks for
+an integer). What the call itself raises becomes one line naming the key: a ConfigError with the call
+(`Model=CNN: CNN(depth=-1) raised ValueError: ...`), or a UserCodeError at the line of the user's own code.
 """
+import collections.abc
 import functools
 import inspect
 import math
+import re
+import types
+import typing
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from ML.errors import ConfigError, ShapeError, did_you_mean
-from ML.language.paths import resolve
+from ML.errors import ConfigError, MLError, ShapeError, did_you_mean
+from ML.language.paths import explain, is_users_error, resolve
+from ML.language.schema import show
 
 SHAPE_NAMES = ('in_shape', 'out_shape', 'in_features', 'out_features', 'in_channels', 'out_channels',
                'in_dim', 'out_dim')
@@ -57,7 +68,10 @@ def build(key: str, value, args: dict = None, *, cwd: Path = None, in_shape=None
     if _indexed(args):
         raise ConfigError(f'{key.lower()}.{next(iter(_indexed(args)))}: indexes an element, but {key} is not a list')
     target = resolve(value, key, cwd) if isinstance(value, str) else value
-    return _call(key, value, target, args, in_shape, out_shape, fill or {}, partial)
+    built = _call(key, value, target, args, in_shape, out_shape, fill or {}, partial)
+    if key in ROLES and not partial:
+        _plays(key, value, built)
+    return built
 
 
 def _indexed(args: dict) -> dict:
@@ -106,6 +120,7 @@ def _is_built(target) -> bool:
 
 def _call(key, value, target, args, in_shape, out_shape, fill, partial):
     name = getattr(target, '__name__', type(target).__name__)
+    label = f'{key}={value if isinstance(value, str) else name}'
     if not _is_built(target):
         if args:
             raise ConfigError(f'{key.lower()}.{next(iter(args))}: {key} is an instance ({name}); '
@@ -113,7 +128,7 @@ def _call(key, value, target, args, in_shape, out_shape, fill, partial):
         return target
     parameters = _parameters(target)
     if parameters is None:
-        return target if partial else target(**args)
+        return target if partial else _run(label, f'{name}()', lambda: target(**args))
     check_arguments(key, target, args)
     supplied = {**infer_shapes(parameters, in_shape, out_shape),
                 **{k: v for k, v in fill.items() if k in parameters}, **args}  # the user's value wins
@@ -122,28 +137,140 @@ def _call(key, value, target, args, in_shape, out_shape, fill, partial):
     missing = [name for name in required[1 if partial else 0:] if name not in supplied]  # a partial's first
     # argument (an optimizer's parameters, a scheduler's optimizer) comes later, from the agent
     if missing:
-        raise ConfigError(f'{key}={value if isinstance(value, str) else name}: needs {missing[0]!r}; '
-                          f'give {key.lower()}.{missing[0]}=...')
+        raise ConfigError(f'{label}: needs {missing[0]!r}; give {key.lower()}.{missing[0]}=...')
+    call = f"{name}({', '.join(f'{arg}={argument!r}' for arg, argument in args.items())})"
     if partial:
+        if key in ROLES:  # tried once on a stand-in, so that a bad argument is named now, not inside the agent
+            _plays(key, value, _run(label, call, lambda: target(ROLES[key].stand_in(), **supplied)))
         return functools.partial(target, **supplied)
+    return _run(label, call, lambda: target(**supplied))
+
+
+class Role(NamedTuple):
+    """What a key's value must build, the methods that show it does, an example, and for a partial a stand-in for
+    what the agent hands it (an optimizer gets parameters, a scheduler an optimizer)."""
+    what: str
+    methods: tuple
+    example: str
+    stand_in: typing.Callable = None
+
+
+ROLES = {'Optim': Role('an optimizer', ('step', 'zero_grad'), 'torch.optim.SGD',
+                       lambda: [nn.Parameter(torch.zeros(1))]),
+         'Scheduler': Role('a learning-rate scheduler', ('step',), 'torch.optim.lr_scheduler.StepLR',
+                           lambda: torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)),
+         'Agent': Role('an agent', ('act', 'learn'), 'DQN'),
+         'Dataset': Role('a dataset', ('__getitem__', '__len__'), 'Digits')}
+
+
+def _plays(key: str, value, built):
+    """built has the methods of what key must build, else a ConfigError saying what it built instead."""
+    role = ROLES[key]
+    if not all(callable(getattr(built, method, None)) for method in role.methods):
+        name = value if isinstance(value, str) else getattr(value, '__name__', type(value).__name__)
+        raise ConfigError(f'{key}={name}: builds {type(built).__name__}, not {role.what} (no '
+                          f'{" or ".join(role.methods)}); give one like {key}={role.example}')
+
+
+SIGNATURE_MISMATCH = re.compile(r'missing \d+ required|unexpected keyword argument|takes \d+ positional')
+
+
+def _run(label: str, call: str, construct):
+    """construct(), with what it raises as one line naming label (see the module's docstring). An OSError of a
+    library (a download, a missing file) is left to the caller, which knows what was being read."""
     try:
-        return target(**supplied)
-    except TypeError as error:  # a signature that hides its arguments (*args, **kwargs) tells only when called
-        if 'argument' not in str(error):
+        return construct()
+    except (KeyboardInterrupt, MLError):
+        raise
+    except BaseException as error:
+        cwd = Path.cwd()
+        if isinstance(error, OSError) and not is_users_error(error, cwd):
             raise
-        raise ConfigError(f'{key}={value if isinstance(value, str) else name}: {error}; '
-                          f'give them as {key.lower()}.<name>=...') from error
+        if isinstance(error, TypeError) and SIGNATURE_MISMATCH.search(str(error)) and not is_users_error(error, cwd):
+            # a signature that hides its arguments (*args, **kwargs) tells only when called
+            raise ConfigError(f'{label}: {error}; give them as {label.split("=")[0].lower()}.<name>=...') from error
+        raise explain(label, error, cwd, call=call) from error
 
 
-def check_arguments(key: str, target, args: dict):
-    """Every argument in args is one the target's signature takes (or it takes **kwargs), else a ConfigError."""
+def check_arguments(key: str, target, args: dict, name: str = None):
+    """Every argument in args is one the target's signature takes (or it takes **kwargs), of a type its annotation
+    allows or, where that says nothing plain, its default's (a default of 3 asks for an integer); else a
+    ConfigError naming the argument (and the target, by name unless told). Objects from code are taken as they are."""
     parameters = _parameters(target)
-    if parameters is None or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+    if parameters is None:
         return
-    name = getattr(target, '__name__', type(target).__name__)
-    for arg in args:
+    name = name or getattr(target, '__name__', type(target).__name__)
+    open_ended = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    annotated = _annotated_parameters(target)
+    for arg, value in args.items():
         if arg not in parameters:
+            if open_ended:
+                continue
             raise ConfigError(f'{key.lower()}.{arg}: {name} takes no argument {arg!r}{did_you_mean(arg, parameters)}')
+        parameter = annotated.get(arg, parameters[arg])
+        kinds = _kinds(parameter)
+        if kinds is not None and not _fits(value, kinds, parameter.default):
+            default = '' if parameter.default is parameter.empty else f' (its default is {show(parameter.default)})'
+            raise ConfigError(f'{key.lower()}.{arg}={show(value)}: {name} takes {arg} as '
+                              f'{" or ".join(dict.fromkeys(KIND_WORDS[k] for k in KIND_WORDS if k in kinds))}{default}')
+
+
+PLAIN = (bool, int, float, str, list, tuple, dict, type(None))  # what the command line and recipes can give
+KIND_WORDS = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string', list: 'a list',
+              tuple: 'a list', dict: 'a mapping', type(None): 'null'}
+
+
+def _annotated_parameters(target) -> dict:
+    """The parameters with their annotations evaluated (`from __future__ import annotations` leaves strings)."""
+    try:
+        return dict(inspect.signature(target, eval_str=True).parameters)
+    except Exception:  # an annotation that does not evaluate (a name only imported for type checkers) says nothing
+        return {}
+
+
+def _kinds(parameter) -> set:
+    """The plain types a parameter takes, or None where its signature does not say (be lenient there)."""
+    kinds = _annotation_kinds(parameter.annotation)
+    if kinds is not None or parameter.annotation is typing.Any:
+        return kinds
+    default = parameter.default
+    if isinstance(default, (list, tuple)):
+        return {list, tuple}
+    if isinstance(default, PLAIN) and default is not None:
+        return {type(default)}
+    return None
+
+
+def _annotation_kinds(annotation):
+    if annotation is inspect.Parameter.empty or annotation is typing.Any:
+        return None
+    if annotation is None or annotation is type(None):
+        return {type(None)}
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_annotation_kinds(part) for part in typing.get_args(annotation)]
+        return None if any(part is None for part in parts) else set().union(*parts)
+    if origin is typing.Literal:
+        return {type(choice) for choice in typing.get_args(annotation)}
+    plain = origin or annotation
+    if plain in (list, tuple, collections.abc.Sequence):
+        return {list, tuple}
+    if plain in (dict, collections.abc.Mapping):
+        return {dict}
+    return {plain} if plain in (bool, int, float, str) else None
+
+
+def _fits(value, kinds: set, default) -> bool:
+    """value is of one of the kinds (an int where a float is due is fine; null where the default is null too)."""
+    if not isinstance(value, PLAIN):
+        return True
+    if value is None:
+        return type(None) in kinds or default is None
+    if isinstance(value, bool):
+        return bool in kinds
+    if isinstance(value, int):
+        return bool({int, float} & kinds)
+    return type(value) in kinds or (isinstance(value, (list, tuple)) and bool({list, tuple} & kinds))
 
 
 def output_shape(key: str, module, in_shape) -> tuple:
@@ -156,7 +283,11 @@ def output_shape(key: str, module, in_shape) -> tuple:
     try:
         with torch.no_grad():
             output = module(torch.zeros(1, *in_shape))
-    except (RuntimeError, ValueError, TypeError, IndexError) as error:
+    except (KeyboardInterrupt, MLError):
+        raise
+    except BaseException as error:
+        if is_users_error(error, Path.cwd()):  # the user's forward raised: their line, not a shape
+            raise explain(f'{key} ({type(module).__name__})', error, Path.cwd()) from error
         message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         flat = 'mat1 and mat2' in message and len(in_shape) > 1  # a layer of features met an image or sequence
         hint = f'; flatten first: {key.split(".")[0]}=[nn.Flatten(),...]' if flat else ''

@@ -1,22 +1,25 @@
 """From the three sources to one config: command line > code > recipe > defaults, composed by Hydra.
 
 Before Hydra's parser sees an override, code values are quoted (`Model=nn.Flatten()` -> `Model='nn.Flatten()'`),
-`+` becomes `++` (so `+eyes.depth=5` and `eyes.depth=5` both work), and code's live objects become placeholders.
-After composing, every key is checked against Hyperparams/args.yaml: unknown keys and wrong types are errors.
+`+` becomes `++` (so `+eyes.depth=5` and `eyes.depth=5` both work), and code's live objects become placeholders; a
+string from code is always quoted (`ML.launch(experiment='2024')` stays the string '2024').
+After composing, every key is checked against Hyperparams/args.yaml: an unknown key, a value outside its key's type
+and range (schema.py), and a key the user set that the run does not use are errors. A twin's arguments that came
+with a class a source of higher priority replaced are dropped with it, unless the new class takes them too.
 """
 import math
+import numbers
 import re
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from ML.errors import ConfigError, MLError, did_you_mean
-from ML.language import recipes
+from ML.errors import ConfigError, MLError, RecipeError, did_you_mean
+from ML.language import recipes, schema
+from ML.language.schema import LIVE
 
 HYDRA_FUNCTIONS = ('choice', 'range', 'interval', 'glob', 'tag', 'sort', 'shuffle', 'int', 'float', 'str', 'bool')
 OVERRIDE = re.compile(r'^(?P<prefix>~|\+\+|\+)?(?P<key>[^=~+][^=]*?)(?:=(?P<value>.*))?$', re.DOTALL)
-FREE_TYPED = {'load'}  # keys whose values may take several types: load=true, load='MyExp MNIST', load=path.pt
-LIVE = 'live:'  # a placeholder for an object passed from code, e.g. Model='live:Model'
 SUITE_RECIPES = {'Atari': 'atari/base', 'DMC': 'dmc/drqv2'}  # the recipe of an Env given with no task; others: RL
 
 
@@ -74,17 +77,25 @@ def _split_top(text: str) -> list:
     return parts + [text[start:]]
 
 
-def _quote(element: str) -> str:
-    """A code value quoted for Hydra; Hydra's own functions keep their form, with their arguments quoted."""
+def quote(text: str) -> str:
+    """text as a quoted string of Hydra's grammar, read back exactly: the one way a value reaches Hydra's parser
+    quoted. Inside quotes a backslash is literal except in a run before a quote, which is escaped and so doubled."""
+    return "'" + re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ('\\' + m.group(2) if m.group(2) else ''),
+                        text) + "'"
+
+
+def _quote_code(element: str) -> str:
+    """A code value of the command line quoted for Hydra; Hydra's own functions keep their form, with their
+    arguments quoted."""
     stripped = element.strip()
     if '(' not in stripped or stripped[:1] in '\'"':
         return element
     function = re.match(r'^(\w+)\((.*)\)$', stripped, re.DOTALL)
     if function and function.group(1) in HYDRA_FUNCTIONS:
-        return f"{function.group(1)}({','.join(_quote(a) for a in _split_top(function.group(2)))})"
+        return f"{function.group(1)}({','.join(_quote_code(a) for a in _split_top(function.group(2)))})"
     if stripped.startswith('[') and stripped.endswith(']'):
-        return f"[{','.join(_quote(e) for e in _split_top(stripped[1:-1]))}]"
-    return "'" + stripped.replace('\\', '\\\\').replace("'", "\\'") + "'"
+        return f"[{','.join(_quote_code(e) for e in _split_top(stripped[1:-1]))}]"
+    return quote(stripped)
 
 
 def normalize(override: str, twin_keys: set) -> str:
@@ -94,13 +105,13 @@ def normalize(override: str, twin_keys: set) -> str:
             or match.group('key').startswith('hydra'):
         return override
     key, value = match.group('key'), match.group('value')
-    value = ','.join(_quote(part) for part in _split_top(value)) if value.strip() else value
-    additive = match.group('prefix') or ('.' in key and key.split('.')[0] in twin_keys)
+    value = ','.join(_quote_code(part) for part in _split_top(value)) if value.strip() else value
+    additive = match.group('prefix') or key.split('.')[0] in twin_keys
     return f"{'++' if additive else ''}{key}={value}"
 
 
 def _format(value) -> str:
-    """A Python value from code in the override grammar."""
+    """A Python value from code in the override grammar, read back as the same value."""
     if value is None:
         return 'null'
     if isinstance(value, bool):
@@ -108,7 +119,7 @@ def _format(value) -> str:
     if isinstance(value, (list, tuple)):
         return f"[{','.join(_format(v) for v in value)}]"
     if isinstance(value, str):
-        return _quote(value) if '(' in value else value
+        return quote(value)
     return repr(value)
 
 
@@ -117,8 +128,12 @@ def from_code(hyperparams: dict) -> tuple:
     overrides, live = [], {}
 
     def primitive(key, value):
-        if isinstance(value, (str, int, float, bool, type(None))):
+        if isinstance(value, (str, bool, type(None))):
             return value
+        if isinstance(value, numbers.Integral):  # numpy's scalars too
+            return int(value)
+        if isinstance(value, numbers.Real):
+            return float(value)
         if isinstance(value, (list, tuple)):
             return [primitive(f'{key}.{i}', v) for i, v in enumerate(value)]
         live[f'{LIVE}{key}'] = value
@@ -164,6 +179,18 @@ def check_keys(overrides: list, known: dict):
                               f'{top} has {", ".join(known[top])}')
 
 
+def _options(value: str) -> list:
+    """The options of an override's value as Hydra's parser reads them: `a,b` is two, `'a,b'` (quoted) one."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    try:
+        parsed = OverridesParser.create().parse_overrides([f'key={value}'])[0]
+    except HydraException:  # Hydra's compose says what is wrong with it, naming the whole override
+        return [value]
+    options = list(parsed.sweep_iterator()) if parsed.is_sweep_override() else [parsed.value()]
+    return [option if isinstance(option, str) or option is None else str(option) for option in options]
+
+
 def prepare(overrides: list, cwd: Path) -> list:
     """The overrides made ready for Hydra: checked, normalized, and `task=` pointed at its recipe."""
     known = defaults()
@@ -173,12 +200,14 @@ def prepare(overrides: list, cwd: Path) -> list:
     prepared = [normalize(override, twin_keys) for override in overrides]
     tasks = [i for i, override in enumerate(prepared) if _key(override) == 'task']
     for i in tasks:
-        value = prepared[i].split('=', 1)[1]
-        options = [recipes.register(option.strip(), cwd) for option in _split_top(value)] if value else []
-        prepared[i] = f"task={','.join(options)}"
+        options = [str(option).strip() for option in _options(prepared[i].split('=', 1)[1])]
+        if not all(options):
+            known = recipes.user_recipes(cwd) + recipes.builtin_recipes()
+            raise RecipeError(f'task={prepared[i].split("=", 1)[1]}: names no recipe; recipes: {", ".join(known)}')
+        prepared[i] = f"task={','.join(recipes.register(option, cwd) for option in options)}"
     if not tasks:  # the default task, which a user's ./classify.yaml may replace; an environment means RL
-        envs = [override.split('=', 1)[1] for override in prepared if _key(override) == 'Env']
-        env = envs[-1] if envs and envs[-1] not in ('', 'null') else None
+        envs = [_options(override.split('=', 1)[1])[0] for override in prepared if _key(override) == 'Env']
+        env = envs[-1] if envs and envs[-1] not in ('', None) else None
         task = 'classify' if env is None else SUITE_RECIPES.get(env, 'RL')
         recipes.register(task, cwd)
         prepared = ([] if env is None else [f'task={task}']) + prepared
@@ -219,9 +248,13 @@ def _hydra_message(error: Exception) -> str:
 
 
 def validate(config) -> dict:
-    """Plain values, interpolations resolved; unknown keys (a recipe's too) and wrong types are errors."""
+    """Plain values, interpolations resolved and every key checked (see the module's docstring)."""
     from omegaconf.errors import OmegaConfBaseException
+    given = _given_keys(config)
     config = OmegaConf.masked_copy(config, [key for key in config if key != 'hydra']) if 'hydra' in config else config
+    known = defaults()
+    written = OmegaConf.to_container(config, resolve=False)  # what the sources wrote, before interpolation
+    _checked(written, known)  # first as written, so that a resolver never computes with a value of the wrong type
     try:
         values = OmegaConf.to_container(config, resolve=True)
     except OmegaConfBaseException as error:
@@ -231,37 +264,112 @@ def validate(config) -> dict:
         if cause is not None:  # one of the project's resolvers refused: its words, and the key
             raise ConfigError(f'{error.full_key}: {cause}') from error
         raise ConfigError(_hydra_message(error)) from error
-    known = defaults()
-    for key, value in values.items():
-        if key not in known:
-            raise ConfigError(f'{key}: unknown key (set by a recipe){did_you_mean(key, known)}')
-        default = known[key]
-        if isinstance(default, dict) and key not in twins(known):
-            for inner, inner_value in value.items():
-                if inner not in default:
-                    raise ConfigError(f'{key}.{inner}: unknown key{did_you_mean(inner, default)}')
-                values[key][inner] = _typed(f'{key}.{inner}', inner_value, default[inner])
-        else:
-            values[key] = _typed(key, value, default)
+    values = _drop_replaced_arguments(_checked(values, known), written, known, given)
+    for key, why in schema.unused(values).items():
+        value = _get(values, key)
+        if _is_given(key, given['user'] | given['users_recipe']) and value != schema.default(key):
+            raise ConfigError(f'{key}={schema.show(value)}: this run does not use it: {why}')
     return values
 
 
-def _typed(key: str, value, default):
-    """value, checked against the type of its default (an int where a float is due is fine)."""
-    if default is None or value is None or key in FREE_TYPED or (isinstance(default, str) and default.startswith('${')):
-        return value
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f'{key}={value}: expected true or false (the default is {str(default).lower()})')
-    if isinstance(default, (int, float)) and not isinstance(value, bool):
-        if isinstance(default, int) and isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, int) or (isinstance(value, float) and isinstance(default, float)):
-            return value
-        kind = 'an integer' if isinstance(default, int) else 'a number'
-        raise ConfigError(f'{key}={value}: expected {kind} (the default is {default})')
-    return value
+def _checked(values: dict, known: dict) -> dict:
+    """values with every key known to args.yaml and each value taken by its key's rule (schema.check); a value
+    still to be interpolated (`${lr}`) is left for after resolving."""
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f'{key}: unknown key (set by a recipe){did_you_mean(key, known)}')
+        if isinstance(known[key], dict) and key not in twins(known):  # a group of keys: replay
+            if not isinstance(value, dict):
+                raise ConfigError(f'{key}={schema.show(value)}: a group of keys; set them one at a time: '
+                                  f'{key}.{next(iter(known[key]))}=...')
+            for inner, inner_value in value.items():
+                if inner not in known[key]:
+                    raise ConfigError(f'{key}.{inner}: unknown key{did_you_mean(inner, known[key])}')
+                if not _interpolated(inner_value):
+                    values[key][inner] = schema.check(f'{key}.{inner}', inner_value)
+        elif not _interpolated(value):
+            values[key] = schema.check(key, value)
+    return values
+
+
+def _interpolated(value) -> bool:
+    return isinstance(value, str) and '${' in value
+
+
+# ---- priorities: which source gave a key ---------------------------------------------------------------------
+
+DEFAULTS, RECIPE, USERS_RECIPE, USER = range(4)  # the sources, lowest priority first; USER: code and command line
+
+
+def _given_keys(config) -> dict:
+    """The dotted keys the user gave: 'user' on the command line or in code (Hydra's record of the overrides, or
+    that of the sweep's member), 'users_recipe' in the user's own recipes."""
+    from hydra.core.hydra_config import HydraConfig
+    if 'hydra' in config:
+        overrides = list(config.hydra.overrides.task)
+    else:
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    user = {_key(override) for override in overrides if not override.startswith('~')}
+    return {'user': {key for key in user if key != 'task' and not key.startswith('hydra')},
+            'users_recipe': recipes.user_keys()}
+
+
+def _is_given(key: str, given: set) -> bool:
+    """key, or a group or twin holding it (replay for replay.capacity), is among the given keys."""
+    parts = key.split('.')
+    return any('.'.join(parts[:i]) in given for i in range(1, len(parts) + 1))
+
+
+def _get(values: dict, key: str):
+    for part in key.split('.'):
+        values = values.get(part) if isinstance(values, dict) else None
+    return values
+
+
+def _source(key: str, written, default, given: dict) -> int:
+    """The source of highest priority that gave `key` its value; one that sets it as args.yaml has it counts as
+    args.yaml."""
+    if _is_given(key, given['user']):
+        return USER
+    if _is_given(key, given['users_recipe']):
+        return USERS_RECIPE
+    return RECIPE if written != default else DEFAULTS
+
+
+def _drop_replaced_arguments(values: dict, written: dict, known: dict, given: dict) -> dict:
+    """Each twin without the arguments of a class that a source of higher priority replaced, unless the new class
+    takes them too (`task=RL Optim=torch.optim.RMSprop` drops the RL recipe's optim.fused, which only Adam and its
+    kin take). An argument given at the class's own priority or above stays, to be checked against its signature."""
+    missing = object()
+    for twin in sorted(twins(known)):
+        cls = next(name for name in known if name.lower() == twin and name != twin)
+        arguments = values.get(twin) or {}
+        level = _source(cls, written.get(cls), known.get(cls), given)
+        replaced = [name for name in arguments if _source(
+            f'{twin}.{name}', (written.get(twin) or {}).get(name, missing), (known[twin] or {}).get(name, missing),
+            given) < level]
+        dropped = [name for name in replaced if not _still_taken(cls, values[cls], name)]
+        if dropped:
+            values[twin] = {name: value for name, value in arguments.items() if name not in dropped}
+    return values
+
+
+def _still_taken(key: str, value, name: str) -> bool:
+    """Whether the thing `key=value` builds takes the argument `name` (or may: a signature that cannot be read, an
+    object from code, which is only known when built, keep it; the build checks it then)."""
+    from ML.language import build, paths
+    if value is None:
+        return False
+    if isinstance(value, list):
+        if name.isdigit():
+            return int(name) < len(value)
+        return any(_still_taken(key, element, name) for element in value)
+    if not isinstance(value, str) or value.startswith(LIVE):
+        return True
+    target = paths.env_creator(value) if key == 'Env' else None
+    target = target or paths.resolve(value, key, Path.cwd())
+    parameters = build._parameters(target) if build._is_built(target) else None
+    return parameters is None or name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
 
 
 def live_objects(values, live: dict, key: str = ''):

@@ -47,6 +47,23 @@ def clear():
     shutil.rmtree(user_recipes_dir() / 'task', ignore_errors=True)
 
 
+def user_keys() -> set:
+    """The dotted keys (replay.capacity, eyes.depth) that the user's own recipes of this launch set themselves, not
+    through the recipes they import."""
+    keys = set()
+
+    def add(mapping: dict, prefix: str):
+        for key, value in mapping.items():
+            keys.add(f'{prefix}{key}')
+            if isinstance(value, dict):
+                add(value, f'{prefix}{key}.')
+    for copy in (user_recipes_dir() / 'task').rglob('*.yaml'):
+        recipe = yaml.safe_load(copy.read_text()) or {}
+        recipe.pop('defaults', None)
+        add(recipe, '')
+    return keys
+
+
 def register(task: str, cwd: Path) -> str:
     """Makes `task=<task>` findable by Hydra; returns the option name to hand Hydra for it."""
     return _register(task, cwd, chain=())

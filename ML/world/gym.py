@@ -1,10 +1,12 @@
 """Gymnasium environments as a world the loop can step: a vector of training envs, and one env for evaluation."""
+import importlib
 import pickle
 from typing import NamedTuple
 
 import gymnasium
 import numpy as np
 import torch
+from gymnasium.envs.registration import parse_env_id
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 from ML.errors import ConfigError, PathError, did_you_mean
@@ -23,6 +25,34 @@ class Step(NamedTuple):
     valid: np.ndarray        # False on an env's reset step (see GymWorld.step): that row is not a transition
 
 
+# The package that registers a namespace's ids, and the extra that installs it; another namespace is tried as the
+# package of its lowercased name (MiniGrid -> minigrid).
+NAMESPACES = {'ALE': ('ale_py', 'atari')}
+
+
+def register_namespace(env_id: str):
+    """Registers the ids of env_id's namespace (ALE/Pong-v5 -> ALE) by importing the package that defines them and
+    handing it to gymnasium.register_envs, as ale-py asks; gymnasium.make imports `module:Env-v0` ids' module
+    itself, by the same rule. Does nothing for an id already registered or one without a namespace."""
+    if env_id in gymnasium.registry:
+        return
+    try:
+        namespace = parse_env_id(env_id.split(':')[-1])[0]
+    except gymnasium.error.Error:  # not an id: a path to a class, which the launcher resolves
+        return
+    if namespace is None:
+        return
+    package, extra = NAMESPACES.get(namespace, (namespace.lower(), None))
+    try:
+        module = importlib.import_module(package)
+    except ImportError as error:
+        if extra is None:  # not a namespace anything installed registers: gymnasium's own error names the id
+            return
+        raise ConfigError(f"Env={env_id}: the {namespace} namespace comes with {package}, which is not installed "
+                          f"(pip install 'ML[{extra}]')") from error
+    gymnasium.register_envs(module)
+
+
 class GymWorld:
     """A registered gymnasium id ('CartPole-v1') or a class / callable that builds a gymnasium.Env."""
     online = True
@@ -39,6 +69,7 @@ class GymWorld:
         def make(**render):
             if not isinstance(env, str):
                 return _unit_actions(env(**env_kwargs, **render))
+            register_namespace(env)
             try:
                 return _unit_actions(gymnasium.make(env, **env_kwargs, **render))
             except (gymnasium.error.UnregisteredEnv, gymnasium.error.DeprecatedEnv) as e:
