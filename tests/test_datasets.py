@@ -236,7 +236,7 @@ def test_items_that_cannot_be_learned_from_are_refused_in_one_line(items, error,
 def test_a_split_that_leaves_no_test_samples_is_refused(user_dir):
     with pytest.raises(MLError, match=r'^Dataset=Digits: 1797 training and 0 test samples; both must be > 0 '
                                       r'\(test_split sets'):
-        ML.launch(*FAST, test_split=0)
+        ML.launch(*FAST, test_split=0.0001)  # 0.18 of a sample: none
 
 
 def test_labels_beyond_the_classes_a_dataset_names_are_refused():
