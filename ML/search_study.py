@@ -143,7 +143,8 @@ def write_best(study, space: dict, fixed: list, folder: Path, task: str, unsearc
     """folder/best.yaml: the study's best trial as a minimal recipe, written whole or not at all; nothing while no
     trial has completed. It imports `task` (the recipe searched), then sets experiment <experiment>_best (so that
     retraining it over seeds does not mix its runs with the search's), the fixed overrides that say what is trained
-    (not search.*, nor NOT_IN_RECIPE), and the best parameters. `unsearch`: the imported recipe sets search.trials, which best.yaml clears."""
+    (not search.*, nor NOT_IN_RECIPE), and the best parameters. `unsearch`: the imported recipe sets search.trials,
+    which best.yaml clears."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     completed = trials(study, 'COMPLETE')
     if not completed:

@@ -155,8 +155,8 @@ def test_is_search(overrides, searches, user_dir):
 
 
 def test_the_searched_keys_are_the_command_line_s_sweeps_and_the_recipe_s_space(user_dir):
-    (user_dir / 'tuned.yaml').write_text("imports: [classify, self]\n"
-                                         "search: {params: {lr: 'interval(0.001,0.1)', model.hidden: 'choice(16,32)'}}\n")
+    (user_dir / 'tuned.yaml').write_text(
+        "imports: [classify, self]\nsearch: {params: {lr: 'interval(0.001,0.1)', model.hidden: 'choice(16,32)'}}\n")
     assert searched_keys(['task=tuned', 'lr=0.01', 'model.depth=1,2', 'search.trials=4']) == {
         'model.hidden', 'model.depth'}
     assert searched_keys(['task=tuned', 'model.depth=1,2']) is None  # a space, but no trials: an enumeration
