@@ -34,8 +34,9 @@ setup(
                                                  # with pygame
         'bench': ['stable-baselines3>=2.0'],     # the peer the Benchmarking/ scripts measure against
         'plot': ['rliable>=1.2'],  # Plot's aggregates over tasks (IQM, median, mean; Agarwal et al. 2021)
-        # -m on Hydra's joblib (parallel local processes) and submitit (local, SLURM) launchers, and search on optuna
-        'experiments': ['hydra-joblib-launcher>=1.2', 'hydra-submitit-launcher>=1.2', 'optuna>=5'],
+        # -m on more launchers, and searches: optuna 5's ask/tell on an RDB storage (SQLAlchemy 2), CMA-ES on cmaes;
+        # not hydra-optuna-sweeper, which pins optuna<3
+        'experiments': ['hydra-joblib-launcher>=1.2', 'hydra-submitit-launcher>=1.2', 'optuna>=5', 'cmaes>=0.10'],
     },
     entry_points={'console_scripts': ['ML=ML.cli:main', 'Plot=ML.records.plot:main']},
 )

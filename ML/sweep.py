@@ -15,6 +15,7 @@ import csv
 import os
 import re
 import time
+from functools import partial
 from pathlib import Path
 
 from ML.errors import ConfigError, Interrupted, Pruned
@@ -68,7 +69,10 @@ def sweep(overrides: list, live: dict = None, train=None) -> list:
     Interrupted when a signal stopped the sweep (its members saved; the same command resumes it)."""
     cwd = Path.cwd()
     prepared = compose.prepare(overrides, cwd)
-    varying, launcher, gpus = varying_keys(prepared), _launcher(prepared), _gpus()
+    from ML import search
+    searched = search.searched_keys(overrides)  # None: the sweep enumerates; else the keys the search sets
+    varying = varying_keys(prepared) if searched is None else searched
+    launcher, gpus = _launcher(prepared), _gpus()
     in_process = launcher == 'basic'
     sweep_stop = Interruptions()
 
@@ -85,7 +89,7 @@ def sweep(overrides: list, live: dict = None, train=None) -> list:
         try:
             values = compose.validate(config)
             values['variant'] = variant(job_overrides, varying) or None
-            result = train(values, live, member=True)
+            result = train(values, live, on_evaluation=search.pruning_callback(values), member=True)
         except Interrupted as error:
             sweep_stop.requested = sweep_stop.requested or error.signal
             return Member(tuple(job_overrides), 'interrupted', {}, None, time.perf_counter() - started, str(error))
@@ -104,7 +108,8 @@ def sweep(overrides: list, live: dict = None, train=None) -> list:
         os.environ.setdefault('PYTHONSAFEPATH', '1')
     with sweep_stop:
         try:
-            batches = app.multirun(config_name='args', task_function=member, overrides=[
+            multirun = app.multirun if searched is None else partial(search.multirun, app)
+            batches = multirun(config_name='args', task_function=member, overrides=[
                 'hydra.job.chdir=false',  # runs write under the user's directory, as single runs do
                 'hydra.output_subdir=null',  # each run's folder already holds its config.yaml
                 f'hydra.sweep.dir={_scratch()}',  # Hydra's own files; the sweep's are in Benchmarking/<experiment>/
