@@ -22,7 +22,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 
 from ML import search_space, search_study
-from ML.errors import ConfigError, Pruned
+from ML.errors import ConfigError, MLError, Pruned
 from ML.specs import Member
 
 SWEEPER = 'ML_search'  # hydra/sweeper=ML_search
@@ -64,7 +64,12 @@ def searched_keys(overrides: list):
         else:
             fixed.append(text)
             fixed_keys.add(override.key_or_group)
-    search = compose.compose(fixed, Path.cwd())['search']
+    try:
+        search = compose.compose(fixed, Path.cwd())['search']
+    except MLError:
+        if searching:
+            raise
+        return None  # the fixed overrides compose only with a swept one (task=atari/pong,breakout): no recipe's search
     if not searching and search['trials'] is None:
         return None
     return swept | (set(search['params'] if isinstance(search['params'], dict) else ()) - fixed_keys)
