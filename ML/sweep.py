@@ -63,7 +63,7 @@ def _gpus() -> list:
 
 def sweep(overrides: list, live: dict = None, train=None) -> list:
     """Runs every member of the sweep `overrides` describes through Hydra's multirun; returns their Member records,
-    in Hydra's order. train(config, live, member=True) -> RunResult runs one member (ML.launcher.train).
+    in Hydra's order. train(config, live, member=True) -> RunResult runs one member (ML.training.train).
     Raises ConfigError for bad overrides or a launcher that is not installed, before any member runs, and
     Interrupted when a signal stopped the sweep (its members saved; the same command resumes it)."""
     cwd = Path.cwd()
