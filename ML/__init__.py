@@ -21,7 +21,7 @@ def launch(*overrides, **hyperparams):
 
     Raises ML.MLError (a one-line message naming the key or path) for input that cannot run, before anything is
     written; ML.errors.Interrupted when a signal stopped the run after it saved."""
-    from ML.launcher import launch as _launch
+    from ML.training import launch as _launch
     return _launch(*overrides, **hyperparams)
 
 
@@ -29,7 +29,7 @@ def load_agent(path_or_words, **hyperparams):
     """The agent of a checkpoint (a path.pt, or words its path under ./Checkpoints holds: 'MyExp MNIST'), rebuilt
     from the config it holds and loaded, in eval mode: `agent.act(obs, greedy=True)` predicts. Objects passed from
     code to the run are passed again by the same key (`Model=my_model`). Raises ML.errors.CheckpointError."""
-    from ML.launcher import load_agent as _load_agent
+    from ML.training import load_agent as _load_agent
     return _load_agent(path_or_words, **hyperparams)
 
 

@@ -1,5 +1,5 @@
 """What the config asks for, built: the world (a dataset or an environment), the agent with its networks sized
-to the world's specs, and the replay. launcher.py calls these in that order, before the run writes anything: every
+to the world's specs, and the replay. training.py calls these in that order, before the run writes anything: every
 setting that cannot work, alone or with another, is refused here."""
 import inspect
 from pathlib import Path

@@ -32,14 +32,14 @@ def main(argv=None):
             from ML.language import compose
             print(OmegaConf.to_yaml(compose.compose(overrides, Path.cwd())), end='')
         elif multirun:
-            from ML.launcher import sweep
+            from ML.training import sweep
             members = sweep(overrides)
             crashed = [member for member in members if member.status == 'crashed']
             if crashed:
                 fail(f'{len(crashed)} of {len(members)} members crashed, the first '
                      f'({" ".join(crashed[0].overrides)}) with {crashed[0].error}')
         else:
-            from ML.launcher import launch
+            from ML.training import launch
             launch(*overrides)
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':

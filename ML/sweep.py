@@ -18,6 +18,8 @@ import time
 from functools import partial
 from pathlib import Path
 
+import yaml
+
 from ML.errors import ConfigError, Interrupted, Pruned
 from ML.interruptions import Interruptions
 from ML.language import compose
@@ -64,7 +66,7 @@ def _gpus() -> list:
 
 def sweep(overrides: list, live: dict = None, train=None) -> list:
     """Runs every member of the sweep `overrides` describes through Hydra's multirun; returns their Member records,
-    in Hydra's order. train(config, live, member=True) -> RunResult runs one member (ML.launcher.train).
+    in Hydra's order. train(config, live, member=True) -> RunResult runs one member (ML.training.train).
     Raises ConfigError for bad overrides or a launcher that is not installed, before any member runs, and
     Interrupted when a signal stopped the sweep (its members saved; the same command resumes it)."""
     cwd = Path.cwd()
@@ -122,7 +124,7 @@ def sweep(overrides: list, live: dict = None, train=None) -> list:
         except HydraException as error:
             raise ConfigError(compose._hydra_message(error)) from error
     members = [_record(job) for batch in batches for job in batch]
-    report(members, cwd, varying)
+    report(members, cwd, varying, overrides)
     if sweep_stop.requested is not None:
         raise Interrupted(f'{sweep_stop.name}: the sweep stopped; the same command resumes it '
                           f'({sum(m.status in ("completed", "skipped") for m in members)} of {len(members)} members '
@@ -143,8 +145,9 @@ def _record(job) -> Member:
     return Member(tuple(job.overrides), 'crashed', {}, None, error=f'{type(error).__name__}: {error}')
 
 
-def report(members: list, cwd: Path, varying: set):
-    """sweep.csv in each experiment the sweep ran (every override of each member), and a table of every member on
+def report(members: list, cwd: Path, varying: set, overrides: list):
+    """sweep.yaml (the command's overrides: the sweep itself) and sweep.csv (every override of each member, its
+    status, metrics, time, folder and error) in each experiment the sweep ran, and a table of every member on
     stdout (the overrides that vary)."""
     by_experiment = {}
     for member in members:
@@ -155,6 +158,7 @@ def report(members: list, cwd: Path, varying: set):
     for experiment, group in by_experiment.items():
         path = cwd / 'Benchmarking' / experiment / 'sweep.csv'
         path.parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / 'sweep.yaml').write_text(yaml.safe_dump({'command': ['ML', '-m', *overrides]}, sort_keys=False))
         with path.open('w', newline='') as file:
             writer = csv.writer(file)
             writer.writerow(['overrides', 'status', *metrics, 'seconds', 'folder', 'error'])

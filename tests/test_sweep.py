@@ -34,6 +34,17 @@ def test_every_member_keeps_its_own_checkpoint_and_load_true_finds_it(user_dir):
     assert rows[0]['folder'] == 'Benchmarking/Exp/lr=0.01/Classifier/classify/Digits_1' and float(rows[0]['accuracy'])
     assert not (user_dir / 'Benchmarking/Exp/Classifier').exists()  # no folder named after the defaults
 
+    assert yaml.safe_load((user_dir / 'Benchmarking/Exp/sweep.yaml').read_text())['command'] == [
+        'ML', '-m', 'lr=0.01,0.001', 'seed=1,2', *FAST]
+
+    # a member's config.yaml re-runs it as a recipe: its = and , are no sweep
+    again = ml('task=Benchmarking/Exp/lr=0.001/Classifier/classify/Digits_2/config', 'experiment=Again', cwd=user_dir)
+    assert 'logs Benchmarking/Again/lr=0.001/Classifier/classify/Digits_2' in again.stdout
+    def accuracies(experiment):
+        return [row['accuracy'] for row in table(user_dir / f'Benchmarking/{experiment}/lr=0.001/Classifier/classify/'
+                                                            f'Digits_2/eval.csv')]
+    assert accuracies('Again') == accuracies('Exp')  # the same settings and seed: the same run again
+
     resumed = ml('lr=0.01', 'train_steps=30', 'eval_per_steps=null', 'progress=false', 'load=true', cwd=user_dir)
     assert 'resuming Checkpoints/Exp/lr=0.01/Classifier/classify/Digits_1.pt at step 20' in resumed.stdout
     state = torch.load(checkpoint(user_dir, experiment='Exp/lr=0.01'), weights_only=True)

@@ -200,7 +200,9 @@ def prepare(overrides: list, cwd: Path) -> list:
     prepared = [normalize(override, twin_keys) for override in overrides]
     tasks = [i for i, override in enumerate(prepared) if _key(override) == 'task']
     for i in tasks:
-        options = [str(option).strip() for option in _options(prepared[i].split('=', 1)[1])]
+        value = prepared[i].split('=', 1)[1]
+        # a recipe's path is one option, though it holds the grammar's = or , (a sweep member's config.yaml)
+        options = [value] if recipes.is_file(value, cwd) else [str(option).strip() for option in _options(value)]
         if not all(options):
             known = recipes.user_recipes(cwd) + recipes.builtin_recipes()
             raise RecipeError(f'task={prepared[i].split("=", 1)[1]}: names no recipe; recipes: {", ".join(known)}')

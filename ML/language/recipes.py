@@ -5,6 +5,7 @@ Hydra's `defaults: [/task/classify, _self_]`, and copied into a folder Hydra sea
 (USER_RECIPES), so a user's `./classify.yaml` wins over the built-in one. Hydra does all the merging.
 """
 import atexit
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -95,10 +96,16 @@ def _register(task: str, here: Path, chain: tuple) -> str:
 
     name = task[:-len('.yaml')] if task.endswith('.yaml') else task
     name = path.stem if Path(name).is_absolute() or name.startswith('.') else name
+    name = re.sub(r'[^\w/.-]', '_', name)  # an option name Hydra's grammar reads: a variant folder's = and , are not
     copy = user_recipes_dir() / 'task' / f'{name}.yaml'
     copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_text(f'# @package _global_\n# from {path}\n{yaml.safe_dump(recipe, sort_keys=False)}')
     return name
+
+
+def is_file(task: str, here: Path) -> bool:
+    """Whether `task=<task>` names a recipe file of the user's (./name.yaml, or a path to one)."""
+    return _user_path(task, here) is not None
 
 
 def _user_path(task: str, here: Path):
@@ -118,4 +125,5 @@ def _load(path: Path) -> dict:
         return {}
     if not isinstance(recipe, dict):
         raise RecipeError(f'{path}: a recipe is a mapping of keys to values, like Dataset: MNIST')
+    recipe.pop('provenance', None)  # a run's config.yaml is a recipe too: what it records of the run is no setting
     return recipe

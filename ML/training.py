@@ -1,5 +1,7 @@
-"""launch(): the sources merged, composed and checked, then world -> specs -> agent -> replay -> logger, handed to
-the loop. The only reader of the config: everything downstream gets plain arguments."""
+"""Training runs: launch() merges the sources, composes and checks them; train() builds world -> specs -> agent ->
+replay -> logger for one run, owns its folder, checkpoints and signals, and hands them to the loop (ML/run.py). The
+only reader of the config: everything downstream gets plain arguments. (Hydra's launchers, which run a sweep's
+members, are another thing: ML/sweep.py hands them train.)"""
 import os
 import random
 import signal
