@@ -24,7 +24,7 @@ setup(
         'psutil>=5',             # the replay warns, with numbers, when it would not fit in memory
     ],
     extras_require={
-        'test': ['pytest>=7'],
+        'test': ['pytest>=7', 'hypothesis>=6.100'],  # hypothesis: tests/test_fuzz.py generates command lines
         'atari': ['ale-py>=0.10.1', 'opencv-python-headless>=4.6'],  # 0.10.1: the first ale-py on numpy 2; gymnasium's
                                                                       # AtariPreprocessing resizes with OpenCV
         'dmc': ['dm-control>=1.0.50,<1.1', 'mujoco>=3.17,<4'],  # mujoco 4 breaks dm-control 1.0.50
