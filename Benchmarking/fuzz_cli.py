@@ -115,7 +115,7 @@ def verdict(key: str, raw: str, context: str) -> str:
         'replay.save': lambda: 'good' if raw in ('true', 'false') else 'bad',
         'replay.load': lambda: 'good' if raw == 'false' else 'bad',  # true: nothing saved to load
         'offline': lambda: 'good' if raw == 'false' else 'bad',      # true: nothing saved to learn from
-        'stream': lambda: 'bad' if raw != 'false' else 'good',       # true: learn_after=2 is then unused
+        'stream': lambda: 'good' if raw in ('true', 'false') else 'bad',
         'video': lambda: 'either' if raw == 'true' else 'bad',
         'eval_per_steps': lambda: 'good' if integer(raw, 1) or raw == 'null' else 'bad',
         'eval_episodes': lambda: 'good' if integer(raw, 1, 100) else 'bad',

@@ -103,7 +103,7 @@ WHOLE_LINES = [
                  'without a test split of its own uses it; this run acts in Env=CartPole-v1', id='unused-in-RL'),
     pytest.param([*RL, 'replay.alpha=0.5'], 'ConfigError: replay.alpha=0.5: this run does not use it: only a '
                  'prioritized replay uses it; set replay.prioritized=true', id='unused-without-priorities'),
-    pytest.param([*RL, 'stream=true', 'learn_after=5'], 'ConfigError: learn_after=5: this run does not use it: '
+    pytest.param([*RL, 'stream=true', 'replay.nstep=3'], 'ConfigError: replay.nstep=3: this run does not use it: '
                  'stream=true learns from each step as it comes, without a replay', id='unused-with-stream'),
     pytest.param(['save=false', 'save_per_steps=5'], 'ConfigError: save_per_steps=5: this run does not use it: '
                  'save=false writes no checkpoints', id='unused-without-saving'),

@@ -302,4 +302,6 @@ def test_a_suites_arguments_go_with_the_suite(user_dir):
     assert atari['model'] == {'depth': 1}  # CNN takes depth, not the MLP's hidden
     assert atari['agent'] == {}            # DQN's epsilon schedule, which DrQV2 does not take
     assert compose.compose(['task=atari/pong', 'Env=CartPole-v1'], user_dir)['env'] == {}
+    assert compose.compose(['task=atari/pong', 'Env=ALE/Pong-v5'], user_dir)['env'] == {'game': 'pong'}  # ale-py's
+    # AtariEnv takes game too; before ale_py registered the id, the build checks it
     assert compose.compose(['task=RL', 'Scheduler=null'], user_dir)['scheduler'] == {}

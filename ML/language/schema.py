@@ -174,7 +174,8 @@ def check(key: str, value):
 def unused(c: dict) -> dict:
     """{dotted key: why this run does not use it} for a composed config c: what a dataset has no use for (the
     environment's keys), what an environment has no use for (test_split), and what one setting makes moot (stream
-    has no replay, a uniform replay no priorities, save=false no checkpoints)."""
+    has no replay to size, a saved replay keeps its capacity, a uniform replay has no priorities, save=false writes
+    no checkpoints)."""
     why = {}
     online_keys = ['num_envs', 'learn_after', 'learn_per_steps', 'learn_steps', 'offline', 'stream', 'video',
                    'eval_episodes', *(f'replay.{key}' for key in _defaults()['replay'])]
@@ -185,13 +186,9 @@ def unused(c: dict) -> dict:
     else:
         why['test_split'] = f'only a Dataset without a test split of its own uses it; this run acts in ' \
                             f'Env={_label(c["Env"])}'
-        if c['stream']:
-            why.update(dict.fromkeys(['learn_after', 'batch_size', *(f'replay.{key}' for key in _defaults()['replay']
-                                                                     if key != 'gamma')],
+        if c['stream']:  # (make_replay refuses the options that would need a replay: save, load, prioritized)
+            why.update(dict.fromkeys(['replay.capacity', 'replay.nstep', 'replay.clip_reward'],
                                      'stream=true learns from each step as it comes, without a replay'))
-        elif c['offline']:
-            why.update(dict.fromkeys(['learn_after', 'learn_per_steps', 'learn_steps'],
-                                     'offline=true takes a learning step on every loop step'))
         if c['offline'] or replay['load']:
             why.setdefault('replay.capacity', 'a saved replay keeps the capacity it was saved with')
         if not replay['prioritized']:
