@@ -25,7 +25,7 @@ setup(
         'accelerate>=1.0',       # Hugging Face accelerate: whether a device takes bf16 (accelerate=true)
     ],
     extras_require={
-        'test': ['pytest>=7', 'hypothesis>=6'],  # hypothesis generates the inputs of tests with many
+        'test': ['pytest>=7', 'hypothesis>=6.100'],  # hypothesis: tests/test_fuzz.py generates command lines
         'atari': ['ale-py>=0.10.1', 'opencv-python-headless>=4.6'],  # 0.10.1: the first ale-py on numpy 2; gymnasium's
                                                                       # AtariPreprocessing resizes with OpenCV
         'dmc': ['dm-control>=1.0.50,<1.1', 'mujoco>=3.17,<4'],  # mujoco 4 breaks dm-control 1.0.50

@@ -162,3 +162,26 @@ def test_dqn_learns_cartpole_through_the_same_loop(user_dir):
     assert float(evaluation[-1]['return']) > 100  # a random policy averages about 22
     train = rows(run_dir(user_dir, agent='DQN', suite='gym', task='CartPole-v1') / 'train.csv')
     assert max(float(row['return']) for row in train if row['return']) > 100 and float(train[-1]['loss']) > 0
+
+
+def test_help_shows_each_keys_type_and_range(user_dir, capsys):
+    main(['--help'])
+    output = capsys.readouterr().out
+    assert 'batch_size: 256                  # (int >= 1) samples per learning step' in output
+    assert 'train_frames: null               # (int >= 1 | null) stop after' in output
+
+
+def test_a_string_from_code_names_the_experiments_folder_as_given(user_dir):
+    ML.launch(*FAST, experiment='2024')
+    ML.launch(*FAST, experiment='a,b')
+    assert (run_dir(user_dir, experiment='2024') / 'eval.csv').exists()
+    assert (run_dir(user_dir, experiment='a,b') / 'eval.csv').exists()
+
+
+def test_replacing_the_recipes_optimizer_trains_without_its_arguments(user_dir, capsys):
+    main(['task=RL', 'Optim=torch.optim.RMSprop', 'train_frames=null', 'train_steps=40', 'learn_after=20',
+          'eval_episodes=1', 'eval_per_steps=null', 'progress=false'])
+    assert 'evaluation return' in capsys.readouterr().out
+    folder = run_dir(user_dir, agent='DQN', suite='gym', task='CartPole-v1')
+    config = yaml.safe_load((folder / 'config.yaml').read_text())
+    assert (config['Optim'], config['optim']) == ('torch.optim.RMSprop', {'lr': 2.3e-3})

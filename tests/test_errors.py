@@ -1,9 +1,17 @@
 """Bad input: one short line on stderr naming the key or path and what would fix it, a non-zero exit, no
 traceback unless HYDRA_FULL_ERROR=1, and nothing a user already has overwritten."""
+import re
+import subprocess
+import sys
+import textwrap
+
 import pytest
+import torch
 
 from conftest import FAST, checkpoint, ml, run_dir
 from ML.cli import main
+
+RL = ['task=RL', 'train_frames=null', 'eval_episodes=1']
 
 CASES = [
     pytest.param(['lerning_rate=0.1'], r"ConfigError: lerning_rate: unknown key", id='unknown-key'),
@@ -17,7 +25,7 @@ CASES = [
     pytest.param(['task=recipee'], r"RecipeError: task=recipee: no recipe \./recipee\.yaml .*did you mean 'recipe'",
                  id='missing-recipe'),
     pytest.param(['task=broken'], r"RecipeError: .*broken\.yaml, line 2: ", id='recipe-yaml-error'),
-    pytest.param(['lr=abc'], r"ConfigError: lr=abc: expected a number \(the default is 0\.001\)", id='wrong-type'),
+    pytest.param(['lr=abc'], r"ConfigError: lr=abc: expected a number > 0 \(the default is 0\.001\)", id='wrong-type'),
     pytest.param(['train_steps=many'], r"train_steps=many: expected an integer", id='wrong-type-int'),
     pytest.param(['save=maybe'], r"save=maybe: expected true or false", id='wrong-type-bool'),
     pytest.param(['Model=nn.Linear'], r"ShapeError: Model \(Linear\): expected an input it can take, got shape "
@@ -41,16 +49,179 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize('argv, message', CASES)
-def test_bad_input_is_one_clear_line(argv, message, user_dir, capsys):
-    (user_dir / 'broken.yaml').write_text('lr: 0.1\n  batch_size: [3\n')
+# Each line as it prints, whole: a value outside its key's type or range (Hyperparams/args.yaml states both), the
+# arguments of a built thing against its signature, keys the run does not use, settings that cannot work together
+WHOLE_LINES = [
+    pytest.param(['batch_size=0'], 'ConfigError: batch_size=0: expected an integer >= 1 (the default is 256)',
+                 id='batch_size-zero'),
+    pytest.param(['train_steps=-1'], 'ConfigError: train_steps=-1: expected an integer >= 1 or null (the default is '
+                                     '1000)', id='train_steps-negative'),
+    pytest.param(['lr=-1'], 'ConfigError: lr=-1: expected a number > 0 (the default is 0.001)', id='lr-negative'),
+    pytest.param(['lr=nan'], 'ConfigError: lr=nan: expected a number > 0 (the default is 0.001)', id='lr-nan'),
+    pytest.param(['seed=-1'], 'ConfigError: seed=-1: expected an integer >= 0 and < 4294967296 (the default is 1)',
+                 id='seed-negative'),
+    pytest.param(['eval_per_steps=-5'], 'ConfigError: eval_per_steps=-5: expected an integer >= 1 or null (the '
+                                        'default is 500)', id='eval_per_steps-negative'),
+    pytest.param(['eval_per_steps=true'], 'ConfigError: eval_per_steps=true: expected an integer >= 1 or null (the '
+                                          'default is 500)', id='a-bool-is-no-integer'),
+    pytest.param([*RL, 'learn_steps=0'], 'ConfigError: learn_steps=0: expected an integer >= 1 (the default is 1)',
+                 id='learn_steps-zero'),
+    pytest.param(['train_frames=abc'], 'ConfigError: train_frames=abc: expected an integer >= 1 or null (the default '
+                                       'is null)', id='null-default-typed'),
+    pytest.param(['save_per_steps=[1,2]'], 'ConfigError: save_per_steps=[1, 2]: expected an integer >= 1 or null '
+                                           '(the default is null)', id='list-for-int'),
+    pytest.param(['test_split=1'], 'ConfigError: test_split=1: expected a number > 0 and < 1 (the default is 0.2)',
+                 id='open-range'),
+    pytest.param(['experiment='], "ConfigError: experiment='': expected a folder name (letters, digits and _ - . , "
+                                  "+ = @; not . or ..) (the default is Exp)", id='experiment-empty'),
+    pytest.param(['experiment=..'], 'ConfigError: experiment=..: expected a folder name (letters, digits and _ - . , '
+                                    '+ = @; not . or ..) (the default is Exp)', id='experiment-outside'),
+    pytest.param(['experiment=a/../../b'], 'ConfigError: experiment=a/../../b: expected a folder name (letters, '
+                                           'digits and _ - . , + = @; not . or ..) (the default is Exp)',
+                 id='experiment-path'),
+    pytest.param(['Model=5'], 'ConfigError: Model=5: expected a name to build (CNN, Run.model, torch.nn.GRU, '
+                              'nn.Flatten()) or a list of them (the default is MLP)', id='target-number'),
+    pytest.param(['eyes=3'], 'ConfigError: eyes=3: expected arguments by name (<key>.<argument>=value)',
+                 id='twin-not-arguments'),
+    pytest.param(['replay=5'], 'ConfigError: replay=5: a group of keys; set them one at a time: replay.capacity=...',
+                 id='group-not-a-group'),
+    pytest.param(['model.depth=abc'], 'ConfigError: model.depth=abc: MLP takes depth as an integer (its default is '
+                                      '2)', id='argument-by-default-type'),
+    pytest.param(['Optim=torch.optim.SGD', 'optim.momentum=fast'], 'ConfigError: optim.momentum=fast: SGD takes '
+                 'momentum as a number (its default is 0)', id='argument-by-annotation'),
+    pytest.param(['optim.fused=maybe'], 'ConfigError: optim.fused=maybe: Adam takes fused as true or false or null '
+                                        '(its default is null)', id='argument-optional'),
+    pytest.param(['optim.lr=-1'], 'ConfigError: Optim=torch.optim.Adam: Adam(lr=-1) raised ValueError: Invalid '
+                                  'learning rate: -1', id='optimizer-tried-before-the-run'),
+    pytest.param(['Model=CNN', 'model.stride=0'], 'ConfigError: Model=CNN: CNN(stride=0) raised RuntimeError: '
+                 'non-positive stride is not supported', id='constructor-raises'),
+    pytest.param(['num_envs=4'], 'ConfigError: num_envs=4: this run does not use it: only a run in an Env uses it; '
+                                 'this one learns from Dataset=Digits', id='unused-online-key'),
+    pytest.param(['replay.nstep=5'], 'ConfigError: replay.nstep=5: this run does not use it: only a run in an Env '
+                                     'uses it; this one learns from Dataset=Digits', id='unused-replay-key'),
+    pytest.param([*RL, 'test_split=0.5'], 'ConfigError: test_split=0.5: this run does not use it: only a Dataset '
+                 'without a test split of its own uses it; this run acts in Env=CartPole-v1', id='unused-in-RL'),
+    pytest.param([*RL, 'replay.alpha=0.5'], 'ConfigError: replay.alpha=0.5: this run does not use it: only a '
+                 'prioritized replay uses it; set replay.prioritized=true', id='unused-without-priorities'),
+    pytest.param([*RL, 'stream=true', 'replay.nstep=3'], 'ConfigError: replay.nstep=3: this run does not use it: '
+                 'stream=true learns from each step as it comes, without a replay', id='unused-with-stream'),
+    pytest.param(['save=false', 'save_per_steps=5'], 'ConfigError: save_per_steps=5: this run does not use it: '
+                 'save=false writes no checkpoints', id='unused-without-saving'),
+    pytest.param([*RL, 'replay.capacity=500'], 'ConfigError: learn_after=1000: the replay holds at most 500 '
+                 'transitions (replay.capacity=500), so learning would never start; lower learn_after or raise '
+                 'replay.capacity', id='learn_after-beyond-capacity'),
+    pytest.param([*RL, 'replay.capacity=100', 'learn_after=50', 'batch_size=200'], 'ConfigError: batch_size=200: '
+                 'more than the 100 transitions the replay holds (replay.capacity=100); lower batch_size or raise '
+                 'replay.capacity', id='batch-beyond-capacity'),
+    pytest.param([*RL, 'replay.capacity=100', 'learn_after=50', 'batch_size=8', 'replay.nstep=200'],
+                 'ConfigError: replay.capacity=100: keeps 100 steps of each of num_envs=1 envs, fewer than '
+                 'replay.nstep=200 spans; raise replay.capacity', id='nstep-beyond-capacity'),
+    pytest.param([*RL, 'num_envs=4', 'replay.capacity=6', 'learn_after=0', 'batch_size=4', 'replay.nstep=3'],
+                 'ConfigError: replay.capacity=6: keeps 1 steps of each of num_envs=4 envs, fewer than replay.nstep=3 '
+                 'spans; raise replay.capacity', id='capacity-shared-by-envs'),
+    pytest.param([*RL, 'eval_episodes=0'], 'ConfigError: eval_episodes=0: expected an integer >= 1 (the default is '
+                                           '10)', id='no-evaluation-episodes'),
+    pytest.param([*RL, 'env.size=3'], "ConfigError: env.size: CartPoleEnv takes no argument 'size'",
+                 id='env-argument-by-signature'),
+    pytest.param([*RL, 'env.max_episode_steps=abc'], 'ConfigError: env.max_episode_steps=abc: gymnasium.make takes '
+                 'max_episode_steps as an integer or null (its default is null)', id='gymnasium-make-argument'),
+    pytest.param(['test_split=0.0001'], 'ConfigError: Dataset=Digits: 1797 training and 0 test samples; both must '
+                                        'be > 0 (test_split=0.0001)', id='empty-test-split'),
+    pytest.param(['device=tpu'], 'ConfigError: device=tpu: not a device (auto, cpu, cuda, cuda:1, ...)',
+                 id='device-torch-refuses'),
+    pytest.param(['device=meta'], 'ConfigError: device=meta: this machine has no meta device; use device=auto or cpu',
+                 id='device-not-for-training'),
+    pytest.param(['device=cuda:99'], 'ConfigError: device=cuda:99: this machine has no cuda device; use device=auto or '
+                                     'cpu' if not torch.cuda.is_available() else
+                 f'ConfigError: device=cuda:99: this machine has {torch.cuda.device_count()} cuda device'
+                 f'{"s" if torch.cuda.device_count() > 1 else ""} (cuda:0 to cuda:{torch.cuda.device_count() - 1})',
+                 id='device-this-machine-lacks'),
+]
+
+
+def one_line(argv: list, capsys) -> str:
+    """The one line ML prints for a bad command line, after checking it is one line, exit 1, and no traceback."""
     with pytest.raises(SystemExit) as exit:
         main([*FAST, *argv])
     assert exit.value.code == 1
     stderr = capsys.readouterr().err.strip()
     assert len(stderr.splitlines()) == 1 and 'Traceback' not in stderr, stderr
-    assert __import__('re').search(message, stderr), stderr
-    assert not (user_dir / 'Benchmarking').exists() and not (user_dir / 'Checkpoints').exists()
+    return stderr
+
+
+def nothing_written(folder) -> bool:
+    return not any((folder / name).exists() for name in ('Benchmarking', 'Checkpoints', 'Datasets'))
+
+
+@pytest.mark.parametrize('argv, message', CASES)
+def test_bad_input_is_one_clear_line(argv, message, user_dir, capsys):
+    (user_dir / 'broken.yaml').write_text('lr: 0.1\n  batch_size: [3\n')
+    assert re.search(message, one_line(argv, capsys))
+    assert nothing_written(user_dir)
+
+
+@pytest.mark.parametrize('argv, line', WHOLE_LINES)
+def test_every_value_is_checked_before_anything_is_written(argv, line, user_dir, capsys):
+    assert one_line(argv, capsys) == f'ML: {line}'
+    assert nothing_written(user_dir)
+
+
+def test_a_users_recipe_setting_a_key_the_run_does_not_use_is_refused(user_dir, capsys):
+    (user_dir / 'online.yaml').write_text('imports: [classify, self]\nlearn_after: 10\n')
+    assert one_line(['task=online'], capsys) == ('ML: ConfigError: learn_after=10: this run does not use it: only a '
+                                                 'run in an Env uses it; this one learns from Dataset=Digits')
+
+
+# The user's own code raising or exiting while a key is built: the user's frames alone, then one line naming the key,
+# the user's file and line
+USER_CODE = {
+    'Raises.py': """
+        from torch import nn
+
+
+        class Model(nn.Module):
+            def __init__(self, in_shape, out_shape):
+                super().__init__()
+                self.scale = 1 / 0
+    """,
+    'AtImport.py': 'import torch\nraise RuntimeError("needs a GPU")\n',
+    'Broken.py': 'def model(:\n    pass\n',
+    'Exits.py': 'import sys\nsys.exit(3)\n',
+}
+
+
+@pytest.mark.parametrize('argv, line', [
+    pytest.param(['Model=Raises.Model'], 'UserCodeError: Model=Raises.Model: ./Raises.py, line 7: ZeroDivisionError: '
+                                         'division by zero', id='constructor-raises'),
+    pytest.param(['Model=AtImport.model'], 'UserCodeError: Model=AtImport.model: ./AtImport.py, line 2: '
+                                           'RuntimeError: needs a GPU', id='raises-at-import'),
+    pytest.param(['Model=Broken.model'], 'UserCodeError: Model=Broken.model: ./Broken.py, line 1: SyntaxError: '
+                                         'invalid syntax', id='syntax-error'),
+    pytest.param(['Model=Exits.model'], 'UserCodeError: Model=Exits.model: ./Exits.py, line 2: sys.exit(3) ended it',
+                 id='sys-exit'),
+    pytest.param(['Model=[nn.Flatten(),Raises.Model((64,),(10,))]'], 'UserCodeError: Model.1=Raises.Model((64,),'
+                 '(10,)): ./Raises.py, line 7: ZeroDivisionError: division by zero', id='code-value-calls-it'),
+])
+def test_an_error_in_the_users_code_shows_the_users_line_not_MLs(argv, line, user_dir, capsys):
+    for name, text in USER_CODE.items():
+        (user_dir / name).write_text(textwrap.dedent(text).lstrip())
+    with pytest.raises(SystemExit) as exit:
+        main([*FAST, *argv])
+    assert exit.value.code == 1
+    stderr = capsys.readouterr().err.strip().splitlines()
+    assert stderr[-1] == f'ML: {line}'
+    assert [text for text in stderr if text.startswith('ML:')] == [stderr[-1]]
+    frames = [text for text in stderr if text.strip().startswith('File ')]
+    assert frames and all(str(user_dir) in frame for frame in frames), stderr  # the user's frames, none of ML's
+    assert nothing_written(user_dir)
+
+
+def test_an_ALE_id_registers_its_namespace_first(tmp_path):
+    pytest.importorskip('ale_py')
+    code = ('import gymnasium; from ML.world.gym import register_namespace; register_namespace("ALE/Pong-v5"); '
+            'print("ALE/Pong-v5" in gymnasium.registry)')  # a fresh process: no other test imported ale_py yet
+    result = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == 'True'
 
 
 def test_the_real_command_prints_one_line_and_the_traceback_only_when_asked(user_dir):

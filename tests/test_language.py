@@ -1,10 +1,14 @@
 """The language: overrides made ready for Hydra, name resolution, argument routing and shape inference."""
+import math
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from ML.errors import ConfigError, PathError, ShapeError
-from ML.language import build, compose, paths
+from ML.language import build, compose, paths, schema
 from ML.language.build import infer_shapes
 
 
@@ -35,9 +39,35 @@ def test_code_keywords_become_overrides_and_live_objects():
     net = nn.Linear(2, 2)
     overrides, live = compose.from_code({'lr': 0.5, 'Dataset': 'MNIST', 'save': False, 'load': None,
                                          'Model': net, 'eyes': {'depth': 3}, 'Eyes': ['CNN', nn.ReLU]})
-    assert overrides[:5] == ['lr=0.5', 'Dataset=MNIST', 'save=false', 'load=null', 'Model=live:Model']
-    assert 'eyes.depth=3' in overrides and 'Eyes=[CNN,live:Eyes.1]' in overrides
+    assert overrides[:5] == ['lr=0.5', "Dataset='MNIST'", 'save=false', 'load=null', "Model='live:Model'"]
+    assert 'eyes.depth=3' in overrides and "Eyes=['CNN','live:Eyes.1']" in overrides
     assert live == {'live:Model': net, 'live:Eyes.1': nn.ReLU}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_a_string_from_code_reaches_hydra_as_it_was_given(text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    override = compose.normalize(compose.from_code({'experiment': text})[0][0], set())
+    assert OverridesParser.create().parse_overrides([override])[0].value() == text
+
+
+@pytest.mark.parametrize('key, value', [('experiment', '2024'), ('experiment', 'a,b'), ('experiment', '1e-3'),
+                                        ('load', 'true'), ('load', 'null'), ('load', "it's"), ('load', 'nn.Flatten()')])
+def test_a_string_from_code_is_composed_as_that_string(key, value, user_dir):
+    assert compose.compose(compose.from_code({key: value})[0], user_dir)[key] == value
+
+
+def test_a_recipe_and_an_environment_from_code_are_found_quoted(user_dir):
+    assert compose.compose(compose.from_code({'task': 'atari/pong'})[0], user_dir)['env'] == {'game': 'pong'}
+    assert compose.compose(compose.from_code({'Env': 'CartPole-v1'})[0], user_dir)['Agent'] == 'DQN'
+
+
+def test_numbers_from_code_stay_numbers(user_dir):
+    import numpy as np
+    overrides, live = compose.from_code({'lr': np.float32(0.25), 'batch_size': np.int64(7)})
+    config = compose.compose(overrides, user_dir)
+    assert (config['lr'], config['batch_size'], live) == (0.25, 7, {})
 
 
 def test_the_command_line_wins_over_code():
@@ -86,6 +116,13 @@ def test_paths_into_the_users_directory_resolve(user_dir):
     assert paths.resolve('pkg.Nets.Tiny', 'Model', user_dir).__name__ == 'Tiny'
     assert isinstance(paths.resolve('nn.Flatten()', 'Model', user_dir), nn.Flatten)
     assert isinstance(paths.resolve('Run.Model((4,), (2,))', 'Model', user_dir), nn.Module)
+
+
+def test_a_module_whose_name_starts_with_py_is_a_dotted_path_not_a_file(user_dir):
+    (user_dir / 'models').mkdir()  # a folder of files without __init__.py
+    (user_dir / 'models' / 'pyramid.py').write_text('from torch import nn\n\nNet = nn.Identity\n')
+    assert paths.resolve('models.pyramid.Net', 'Model', user_dir) is nn.Identity
+    assert paths.resolve('models/pyramid.py.Net', 'Model', user_dir) is nn.Identity
 
 
 def test_an_unresolvable_path_names_each_place_tried_and_the_closest_names(user_dir):
@@ -214,3 +251,57 @@ def test_a_suites_recipe_answers_to_its_own_name(user_dir):
     config = compose.compose(['task=breakout'], user_dir)
     assert (config['Env'], config['env']['game']) == ('Atari', 'breakout')
     assert compose.compose(['task=walker_walk'], user_dir)['env']['task'] == 'walker_walk'
+
+
+# ---- every key's type and range, stated once in args.yaml ------------------------------------------------------
+
+def test_every_key_of_args_yaml_states_its_type():
+    stated = set(schema.rules())
+    keys = {key for key, value in compose.defaults().items() if not isinstance(value, dict) or key in
+            compose.twins(compose.defaults())}
+    assert keys <= stated
+    assert {f'replay.{key}' for key in compose.defaults()['replay']} <= stated
+
+
+def test_a_rule_reads_as_its_bounds():
+    assert schema.parse_rule('0 <= int < 2**32 | null') == (schema.Alternative('int', 0, False, 2 ** 32, True),
+                                                             schema.Alternative('null'))
+    assert schema.parse_rule('0 < float < 1') == (schema.Alternative('float', 0, True, 1, True),)
+    assert schema.parse_rule('float > 0') == (schema.Alternative('float', 0, True, math.inf, False),)
+    with pytest.raises(ValueError, match=r'args\.yaml: cannot read the rule \(integer >= 1\)'):
+        schema.parse_rule('integer >= 1')
+
+
+@pytest.mark.parametrize('key, given, taken', [
+    ('train_steps', 2.0, 2), ('train_steps', None, None), ('lr', 1, 1), ('experiment', 2024, '2024'),
+    ('load', 'MyExp MNIST', 'MyExp MNIST'), ('load', True, True), ('Eyes', ['CNN', 'nn.Flatten()'], ['CNN',
+                                                                                                    'nn.Flatten()']),
+])
+def test_a_value_is_taken_as_the_run_takes_it(key, given, taken):
+    assert schema.check(key, given) == taken
+
+
+# ---- a class replaced by a source of higher priority takes its arguments with it ------------------------------
+
+def test_replacing_the_recipes_optimizer_drops_the_arguments_only_the_old_one_takes(user_dir):
+    assert compose.compose(['task=RL'], user_dir)['optim'] == {'lr': 2.3e-3, 'fused': True}
+    assert compose.compose(['task=RL', 'Optim=torch.optim.RMSprop'], user_dir)['optim'] == {'lr': 2.3e-3}
+    assert compose.compose(['task=RL', 'Optim=torch.optim.AdamW'], user_dir)['optim'] == {'lr': 2.3e-3,
+                                                                                            'fused': True}
+
+
+def test_an_argument_the_user_gives_with_the_new_class_stays_and_is_checked(user_dir):
+    config = compose.compose(['task=RL', 'Optim=torch.optim.RMSprop', 'optim.fused=true'], user_dir)
+    assert config['optim']['fused'] is True
+    with pytest.raises(ConfigError, match=r"^optim\.fused: RMSprop takes no argument 'fused'"):
+        build.build('Optim', config['Optim'], config['optim'], cwd=user_dir, partial=True)
+
+
+def test_a_suites_arguments_go_with_the_suite(user_dir):
+    atari = compose.compose(['task=atari/pong', 'Model=CNN', 'Agent=DrQV2'], user_dir)
+    assert atari['model'] == {'depth': 1}  # CNN takes depth, not the MLP's hidden
+    assert atari['agent'] == {}            # DQN's epsilon schedule, which DrQV2 does not take
+    assert compose.compose(['task=atari/pong', 'Env=CartPole-v1'], user_dir)['env'] == {}
+    assert compose.compose(['task=atari/pong', 'Env=ALE/Pong-v5'], user_dir)['env'] == {'game': 'pong'}  # ale-py's
+    # AtariEnv takes game too; before ale_py registered the id, the build checks it
+    assert compose.compose(['task=RL', 'Scheduler=null'], user_dir)['scheduler'] == {}

@@ -369,6 +369,8 @@ def _still_taken(key: str, value, name: str) -> bool:
     if not isinstance(value, str) or value.startswith(LIVE):
         return True
     target = paths.env_creator(value) if key == 'Env' else None
+    if target is None and key == 'Env' and not all(part.isidentifier() for part in value.split('.')):
+        return True  # an id its namespace's package registers when the run builds it (ALE/Pong-v5)
     target = target or paths.resolve(value, key, Path.cwd())
     parameters = build._parameters(target) if build._is_built(target) else None
     return parameters is None or name in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

@@ -6,7 +6,7 @@ that checks a value against it, and which keys a run leaves unused.
     train_steps: 1000      # (int >= 1 | null) ...
 
 A rule is alternatives joined by `|`; each is a kind, bounded on either side or both by <, <=, >, >= and a number.
-Kinds: int, float, bool, str, null, folder (one folder name), device, target (what an uppercase key builds: a name or
+Kinds: int, float, bool, str (not empty), null, folder (one folder name), device, target (what an uppercase key builds: a name or
 a code value), targets (one or a list of them, built as an nn.Sequential) and args (a twin's arguments by name).
 Numbers are finite (no nan or inf).
 """
@@ -28,7 +28,7 @@ _ALTERNATIVE = re.compile(rf'^(?:(?P<low>{_NUMBER})\s*(?P<low_op><=?)\s*)?(?P<ki
                           rf'(?:\s*(?P<high_op><=?|>=?)\s*(?P<bound>{_NUMBER}))?$')
 _FOLDER = re.compile(r'^(?!\.\.?$)[\w.,+=@-]+$')  # one folder name, never '.' or '..'
 KINDS = {
-    'int': 'an integer', 'float': 'a number', 'bool': 'true or false', 'str': 'a string', 'null': 'null',
+    'int': 'an integer', 'float': 'a number', 'bool': 'true or false', 'str': 'a string (not empty)', 'null': 'null',
     'folder': 'a folder name (letters, digits and _ - . , + = @; not . or ..)',
     'device': 'a device (auto, cpu, cuda, cuda:1, ...)',
     'target': 'a name to build (CNN, Run.model, torch.nn.GRU, nn.Flatten())',
@@ -66,8 +66,7 @@ class Alternative(NamedTuple):
             return int(value) if isinstance(value, int) or value.is_integer() else _REFUSED
         if kind in ('str', 'folder', 'device'):
             text = str(value) if number else value
-            if not isinstance(text, str) or (kind == 'folder' and not _FOLDER.match(text)) or \
-                    (kind == 'device' and not text.strip()):
+            if not isinstance(text, str) or not text.strip() or (kind == 'folder' and not _FOLDER.match(text)):
                 return _REFUSED
             return text
         if kind in ('target', 'targets'):
@@ -175,7 +174,8 @@ def check(key: str, value):
 def unused(c: dict) -> dict:
     """{dotted key: why this run does not use it} for a composed config c: what a dataset has no use for (the
     environment's keys), what an environment has no use for (test_split), and what one setting makes moot (stream
-    has no replay, a uniform replay no priorities, save=false no checkpoints)."""
+    has no replay to size, a saved replay keeps its capacity, a uniform replay has no priorities, save=false writes
+    no checkpoints)."""
     why = {}
     online_keys = ['num_envs', 'learn_after', 'learn_per_steps', 'learn_steps', 'offline', 'stream', 'video',
                    'eval_episodes', *(f'replay.{key}' for key in _defaults()['replay'])]
@@ -188,13 +188,9 @@ def unused(c: dict) -> dict:
                             f'Env={_label(c["Env"])}'
         why['num_workers'] = f'only a Dataset read through a DataLoader uses it; this run acts in ' \
                              f'Env={_label(c["Env"])}'
-        if c['stream']:
-            why.update(dict.fromkeys(['learn_after', 'batch_size', *(f'replay.{key}' for key in _defaults()['replay']
-                                                                     if key != 'gamma')],
+        if c['stream']:  # (make_replay refuses the options that would need a replay: save, load, prioritized)
+            why.update(dict.fromkeys(['replay.capacity', 'replay.nstep', 'replay.clip_reward'],
                                      'stream=true learns from each step as it comes, without a replay'))
-        elif c['offline']:
-            why.update(dict.fromkeys(['learn_after', 'learn_per_steps', 'learn_steps'],
-                                     'offline=true takes a learning step on every loop step'))
         if c['offline'] or replay['load']:
             why.setdefault('replay.capacity', 'a saved replay keeps the capacity it was saved with')
         if not replay['prioritized']:
