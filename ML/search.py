@@ -101,7 +101,7 @@ def multirun(app, config_name: str, task_function, overrides: list) -> list:
 
 
 def pruning_callback(config: dict):
-    """The on_evaluation hook of a trial's run (ML.launcher.train), or None when the run is no trial of a search
+    """The on_evaluation hook of a trial's run (ML.training.train), or None when the run is no trial of a search
     (search.trial is null) or the search does not prune (search.pruner=none).
 
     `config` is the member's composed config as Hydra gave it: its experiment names the study. The hook reports

@@ -125,8 +125,9 @@ WHOLE_LINES = [
                  id='env-argument-by-signature'),
     pytest.param([*RL, 'env.max_episode_steps=abc'], 'ConfigError: env.max_episode_steps=abc: gymnasium.make takes '
                  'max_episode_steps as an integer or null (its default is null)', id='gymnasium-make-argument'),
-    pytest.param(['test_split=0.0001'], 'ConfigError: Dataset=Digits: 1797 training and 0 test samples; both must '
-                                        'be > 0 (test_split=0.0001)', id='empty-test-split'),
+    pytest.param(['test_split=0.0001'], 'MLError: Dataset=Digits: 1797 training and 0 test samples; both must be > 0 '
+                                        '(test_split sets the test fraction of a dataset without a test split)',
+                 id='empty-test-split'),
     pytest.param(['device=tpu'], 'ConfigError: device=tpu: not a device (auto, cpu, cuda, cuda:1, ...)',
                  id='device-torch-refuses'),
     pytest.param(['device=meta'], 'ConfigError: device=meta: this machine has no meta device; use device=auto or cpu',

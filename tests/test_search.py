@@ -33,7 +33,7 @@ def member(config):
     (as kill -9 does) when that trial starts; $TERM_AT_TRIAL sends it SIGTERM at that trial's first evaluation."""
     from hydra.core.hydra_config import HydraConfig
     from ML.language import compose
-    from ML.launcher import train
+    from ML.training import train
     values = compose.validate(config)
     trial, overrides = values['search']['trial'], tuple(HydraConfig.get().overrides.task)
     if trial == int(os.environ.get('KILL_AT_TRIAL', -1)):

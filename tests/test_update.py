@@ -91,10 +91,10 @@ def test_the_forward_pass_runs_in_the_precision_asked():
 @pytest.mark.parametrize('line, message', [
     pytest.param(['precision=fp8'], 'ConfigError: precision=fp8: not a precision; give fp32, bf16 or fp16',
                  id='precision'),
-    pytest.param(['max_grad_norm=0'], 'ConfigError: max_grad_norm=0: give a norm > 0, or null for no clipping',
-                 id='max-grad-norm'),
-    pytest.param(['accumulate_grad_batches=0'], 'ConfigError: accumulate_grad_batches=0: give a whole number of '
-                 'micro-batches per step, 1 or more', id='accumulate'),
+    pytest.param(['max_grad_norm=0'], 'ConfigError: max_grad_norm=0: expected a number > 0 or null (the default is '
+                 'null)', id='max-grad-norm'),
+    pytest.param(['accumulate_grad_batches=0'], 'ConfigError: accumulate_grad_batches=0: expected an integer >= 1 '
+                 '(the default is 1)', id='accumulate'),
     pytest.param(['Agent=Run.SelfStepping', 'precision=bf16'], 'ConfigError: precision=bf16: Agent=Run.SelfStepping '
                  'keeps no update, so nothing would apply it; take `update` in its constructor and call '
                  'self.update(loss, optimizer) in learn()', id='agent-without-update'),
