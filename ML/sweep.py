@@ -85,6 +85,8 @@ def sweep(overrides: list, live: dict = None, train=None) -> list:
         job_overrides = list(HydraConfig.get().overrides.task)
         if sweep_stop.requested is not None:  # a signal stopped the sweep: the rest wait for its re-run
             return Member(tuple(job_overrides), 'not started', {}, None)
+        if Path.cwd() != cwd:  # a worker kept from an earlier sweep (joblib's loky reuses them) is elsewhere
+            os.chdir(cwd)
         if launcher in PARALLEL_LOCAL and len(gpus) > 1:  # each parallel member its own GPU, round-robin
             os.environ['CUDA_VISIBLE_DEVICES'] = gpus[job.num % len(gpus)]
         started = time.perf_counter()
