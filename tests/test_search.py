@@ -297,13 +297,10 @@ def test_a_search_of_another_space_or_budget_is_refused_in_the_same_study(user_d
 
 
 def test_joblib_runs_n_jobs_trials_at_once(user_dir):
-    from ML.language import compose
     pytest.importorskip('hydra_plugins.hydra_joblib_launcher')
-    batches = multirun(compose.hydra_app(user_dir), 'args', member, [
-        'hydra.job.chdir=false', 'hydra.output_subdir=null', 'hydra/job_logging=none', 'hydra/hydra_logging=none',
-        'hydra/launcher=joblib', 'hydra.launcher.n_jobs=2', 'hydra.sweep.dir=Benchmarking/Exp/sweeps',
-        *compose.prepare([*SPACE, 'search.trials=2', *TINY], user_dir)])
-    assert [[job.return_value.status for job in batch] for batch in batches] == [['completed', 'completed']]
+    result = ml('-m', *SPACE, 'search.trials=2', *TINY, 'hydra/launcher=joblib', 'hydra.launcher.n_jobs=2',
+                cwd=user_dir)
+    assert 'ML: sweep of 2 members: 2 completed' in result.stdout
     assert [math.isfinite(trial.value) for trial in study(user_dir).trials] == [True, True]
 
 
