@@ -23,7 +23,7 @@ def _label(value) -> str:
 
 def _check_twins_used(c: dict):
     """Arguments for something that is not built are never silently ignored."""
-    for key in ('Eyes', 'Scheduler', 'Agent', 'Dataset', 'Env'):
+    for key in ('Eyes', 'Scheduler', 'Agent', 'Aug', 'Dataset', 'Env'):
         if c[key] is None and c[key.lower()]:
             raise ConfigError(f'{key.lower()}.{next(iter(c[key.lower()]))}: {key} is null, so nothing takes it; '
                               f'set {key}=... too')
@@ -34,6 +34,9 @@ def make_world(c: dict, cwd: Path, device: str):
     if c['Env'] is not None and c['Dataset'] is not None:
         raise ConfigError(f'Env={_name(c["Env"])} and Dataset={_name(c["Dataset"])}: give one; '
                           f'for reinforcement learning use task=RL Env=...')
+    if c['Env'] is not None and c['Aug'] is not None:
+        raise ConfigError(f'Aug={_label(c["Aug"])}: augments the batches of a Dataset; in Env={_name(c["Env"])} an '
+                          f'agent augments its own (Agent=DrQV2 shifts by agent.aug_pad)')
     if c['Env'] is not None:
         return make_env(c, cwd, device)
     if c['Dataset'] is None:
@@ -98,8 +101,28 @@ def make_dataset(c: dict, cwd: Path, device: str):
                                 c['test_split'], c['seed'])
     except (OSError, RuntimeError) as error:
         raise MLError(f'Dataset={_name(value)}: could not load it ({str(error).strip().splitlines()[0]})') from error
-    return DatasetWorld(train, test, name=_name(value), batch_size=c['batch_size'], device=device, seed=c['seed'],
-                        num_workers=c['num_workers'], **reading)
+    world = DatasetWorld(train, test, name=_name(value), batch_size=c['batch_size'], device=device, seed=c['seed'],
+                         num_workers=c['num_workers'], **reading)
+    if c['Aug'] is not None:
+        world.replay.augment = make_augmentation(c, cwd, world.obs_spec.shape, device)
+        world.description += f'; each training batch augmented by Aug={_label(c["Aug"])} on {device}'
+    return world
+
+
+def make_augmentation(c: dict, cwd: Path, obs_shape: tuple, device: str):
+    """Aug with its twin's arguments, drawing from a generator seeded by the run's seed (given to every element
+    that takes `generator`), checked on a dummy batch to keep the observations' shape."""
+    from torch import nn
+    from ML.world.augment import Augmentation, seeded_generator
+    generator = seeded_generator(c['seed'])
+    seeded = generator.get_state()
+    transform = build.build('Aug', c['Aug'], c['aug'], cwd=cwd, in_shape=obs_shape, fill={'generator': generator})
+    produced = build.output_shape('Aug', transform, obs_shape)
+    if produced != tuple(obs_shape):
+        raise ShapeError(f'Aug={_label(c["Aug"])}: turns observations of shape {tuple(obs_shape)} into {produced}; '
+                         f'an augmentation keeps the shape the networks were sized to')
+    generator.set_state(seeded)  # the checks' draws are not the run's
+    return Augmentation(transform.to(device) if isinstance(transform, nn.Module) else transform, generator)
 
 
 def make_agent(c: dict, specs: dict, cwd: Path, device: str):

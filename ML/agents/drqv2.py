@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ML.agents.update import Update
+from ML.blocks.augment import crop
 from ML.errors import ConfigError
 
 
@@ -32,14 +33,9 @@ def orthogonal_init(module):
 def random_shift(images, pad):
     """Each image shifted by up to pad pixels in x and y, edges repeated (DrQ's augmentation: Kostrikov et al.
     2020; drqv2's RandomShiftsAug draws the same integer shifts and samples them with grid_sample). A shift is a
-    crop of the padded image, taken here by indexing. (B, C, H, W) -> (B, C, H, W)."""
-    n, _, h, w = images.shape
-    padded = F.pad(images, (pad, pad, pad, pad), mode='replicate')          # (B, C, H + 2 pad, W + 2 pad)
-    dy, dx = torch.randint(0, 2 * pad + 1, (2, n, 1), device=images.device)  # each (B, 1)
-    rows = (torch.arange(h, device=images.device) + dy)[:, None, :, None]   # (B, 1, H, 1)
-    cols = (torch.arange(w, device=images.device) + dx)[:, None, None, :]   # (B, 1, 1, W)
-    return padded[torch.arange(n, device=images.device)[:, None, None, None],
-                  torch.arange(images.shape[1], device=images.device)[None, :, None, None], rows, cols]
+    crop of the padded image (ML.blocks.augment.crop). (B, C, H, W) -> (B, C, H, W)."""
+    dy, dx = torch.randint(0, 2 * pad + 1, (2, len(images)), device=images.device)  # each (B,)
+    return crop(images, pad, dy, dx, padding_mode='replicate')
 
 
 class Encoder(nn.Module):

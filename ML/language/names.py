@@ -8,6 +8,11 @@ SHORT_NAMES = {
     'ResNet18': 'ML.blocks.resnet.ResNet18',
     'Transformer': 'ML.blocks.transformer.Transformer',
     'ViT': 'ML.blocks.transformer.ViT',
+    'ConvGroups': 'ML.blocks.convgroups.ConvGroups',
+    # augmentations
+    'RandomShiftsFlip': 'ML.blocks.augment.RandomShiftsFlip',
+    'RandomCrop': 'ML.blocks.augment.RandomCrop',
+    'Flip': 'ML.blocks.augment.Flip',
     # agents
     'Classifier': 'ML.agents.classifier.Classifier',
     'DQN': 'ML.agents.dqn.DQN',

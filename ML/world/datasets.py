@@ -393,6 +393,8 @@ class DataReplay:
     state_dict() is where the replay stands (the generator's state at the start of the pass, the pass, the samples
     served in it), so that a replay of the same data given it by load_state_dict serves exactly the batches this
     one would have served next: the pass's order is drawn again, and a stream skips what it served without reading it.
+    `augment` (an augment.Augmentation, or None) transforms each sampled batch on `device`; its generator's state
+    is part of the replay's.
     """
 
     def __init__(self, dataset, batch_size: int, device='cpu', seed: int = 1, stream: bool = False,
@@ -400,7 +402,7 @@ class DataReplay:
         self.items = items or Items(dataset[0])
         self.batch_size, self.device, self.seed, self.size = batch_size, torch.device(device), seed, len(dataset)
         self.generator = torch.Generator().manual_seed(seed)
-        self.passes, self.pass_ended = 0, False
+        self.passes, self.pass_ended, self.augment = 0, False, None
         self.stream = _Stream(dataset, self.items, num_workers, device, seed) if stream else None
         if self.stream is None:
             self.obs, self.labels = (tensor.to(self.device) for tensor in _read(dataset, self.items, seed))
@@ -430,10 +432,11 @@ class DataReplay:
             self.passes += 1
             self._new_pass()
         obs, label = self.items.batch(obs, label)
-        return Batch(obs=obs, label=label)
+        return Batch(obs=obs if self.augment is None else self.augment(obs), label=label)
 
     def state_dict(self) -> dict:
-        return {'generator': self.pass_start, 'passes': self.passes, 'position': self.position, 'samples': self.size}
+        return {'generator': self.pass_start, 'passes': self.passes, 'position': self.position, 'samples': self.size,
+                **({'augment': self.augment.state_dict()} if self.augment is not None else {})}
 
     def load_state_dict(self, state: dict):
         """Raises CheckpointError when the state is of a dataset of another size."""
@@ -443,6 +446,8 @@ class DataReplay:
         self.generator.set_state(state['generator'])
         self.passes = state['passes']
         self._new_pass(state['position'])
+        if self.augment is not None and 'augment' in state:  # one saved without Aug starts its draws afresh
+            self.augment.load_state_dict(state['augment'])
 
     def close(self):
         """Ends the DataLoader workers of a stream (its iterator holds them, as persistent_workers keeps them)."""
