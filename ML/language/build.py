@@ -248,7 +248,8 @@ def _annotation_kinds(annotation):
         return {type(None)}
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        parts = [_annotation_kinds(part) for part in typing.get_args(annotation)]
+        # torch's `lr: float | Tensor`: a tensor comes only from code, which is taken as it is (_fits)
+        parts = [_annotation_kinds(part) for part in typing.get_args(annotation) if part is not torch.Tensor]
         return None if any(part is None for part in parts) else set().union(*parts)
     if origin is typing.Literal:
         return {type(choice) for choice in typing.get_args(annotation)}
