@@ -20,7 +20,8 @@ PADDING_MODES = ('reflect', 'replicate', 'circular', 'constant')  # F.pad's; con
 def crop(images: torch.Tensor, pad: int, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor = None,
          padding_mode: str = 'reflect') -> torch.Tensor:
     """Each image i padded by `pad` pixels on every side, cropped back to (H, W) from row dy[i] and column dx[i] of
-    the padded image (0 to 2 pad: a shift by dy[i] - pad and dx[i] - pad), and mirrored left to right where flip[i].
+    the padded image (0 to 2 pad: the image moves pad - dy[i] pixels down and pad - dx[i] right), and mirrored left
+    to right where flip[i].
 
     images (B, C, H, W) of any dtype F.pad takes in the mode; dy, dx (B,) integers; flip (B,) booleans or None.
     Returns (B, C, H, W). Raises torch's errors for a pad the mode cannot make (reflect: pad < H and pad < W).
