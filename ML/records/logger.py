@@ -94,18 +94,17 @@ class Logger:
 
     def start(self, counters):
         """Opens the writers (a tracker that refuses to start raises here, inside the run, which then counts as
-        crashed) and the bar."""
-        self.start_time = time.perf_counter()
-        if not self.main_process:
-            return
-        self.writers = [CSVWriter(self.run.folder)]
-        for tracker in self.trackers:
-            self.writers.append(tracker(self.run))
-            if self.config is not None:
-                self.writers[-1].log_config(self.config)
+        crashed) and the bar. The `time` column counts from here, the trackers' start-up left out."""
+        if self.main_process:
+            self.writers = [CSVWriter(self.run.folder)]
+            for tracker in self.trackers:
+                self.writers.append(tracker(self.run))
+                if self.config is not None:
+                    self.writers[-1].log_config(self.config)
         if self.show:
             self.bar = tqdm(total=self.total, initial=getattr(counters, self.unit), unit=self.unit,
                             desc=self.run.name, dynamic_ncols=True, leave=False)
+        self.start_time = time.perf_counter()
 
     def _row(self, counters, metrics: dict) -> dict:
         return {**asdict(counters), 'time': round(self.elapsed(), 3), **{k: _plain(v) for k, v in metrics.items()}}
