@@ -68,20 +68,18 @@ NOT_SHOWN = {'return_std', 'episodes'}  # an evaluation's details, not its score
 class Logger:
     """The run's rows, handed to its writers, and its progress bar.
 
-    run: the run's folder and name, and where trackers put it (see TrackedRun; a Path: the run of that folder, named
-    by it); trackers: the Writer classes
-    opened when the run starts (trackers.chosen), beside train.csv and eval.csv; config: the composed config they
-    record. elapsed: seconds a resumed run had already run, so that the `time` column goes on from there.
-    main_process=False makes the logger write nothing and show nothing (a process other than the main one of a
-    multi-process run), while it still keeps the time.
+    run: the run's folder and name, and where trackers put it; trackers: the Writer classes opened when the run
+    starts (trackers.chosen), beside train.csv and eval.csv; config: the composed config they record. elapsed:
+    seconds a resumed run had already run, so that the `time` column goes on from there. main_process=False makes
+    the logger write and show nothing (a process other than the main one of a multi-process run, as nanoGPT's
+    master_process), while it still keeps the time.
 
-    The bar names the run and shows the latest loss, the latest evaluation (the final one once the bar is full) and
-    the steps or frames per second; it leaves no line behind when closed, and close() runs on every way a run
-    ends."""
+    The bar names the run and shows the steps or frames per second, the latest loss and the latest evaluation (the
+    final one once the bar is full); it leaves no line behind, and close() runs on every way a run ends."""
 
-    def __init__(self, run, total: int, unit: str = 'step', progress: bool = True, elapsed: float = 0.0,
+    def __init__(self, run: TrackedRun, total: int, unit: str = 'step', progress: bool = True, elapsed: float = 0.0,
                  trackers=(), config: dict = None, main_process: bool = True):
-        self.run = run if isinstance(run, TrackedRun) else TrackedRun(Path(run), Path(run).name, Path(run).name)
+        self.run = run
         self.trackers, self.config, self.main_process = list(trackers), config, main_process
         self.total, self.unit, self.show = total, unit, progress and main_process
         self.writers, self.bar, self.stage = [], None, None

@@ -145,9 +145,9 @@ class MLflowWriter(Writer):
     """An MLflow run in the experiment named by the project: params = the flattened config (`replay.nstep`),
     metrics `train/<metric>` and `eval/<metric>` with step = the step, config.yaml and the checkpoint as artifacts,
     tags from tracking.tags and the group. The store is tracking.uri, else MLflow's own default
-    (MLFLOW_TRACKING_URI, else `sqlite:///mlflow.db` with artifacts under `./mlruns/`: MLflow 3 keeps its file
-    store only for reading). Metrics and params go through MLflow's asynchronous queue, flushed at close. The run
-    ends FINISHED, FAILED (crashed) or KILLED (interrupted)."""
+    (MLFLOW_TRACKING_URI, else `sqlite:///mlflow.db` with artifacts under `./mlruns/`: MLflow 3 refuses its file
+    store unless MLFLOW_ALLOW_FILE_STORE=true). Metrics go through MLflow's asynchronous queue, flushed at close.
+    The run ends FINISHED, FAILED (crashed) or KILLED (interrupted). Raises RunError when the store refuses."""
     module, extra = 'mlflow', 'mlflow'
     STATUS = {'completed': 'FINISHED', 'crashed': 'FAILED', 'interrupted': 'KILLED'}
     PARAMS_PER_BATCH = 100  # MLflow's limit on params in one log_batch
@@ -182,9 +182,8 @@ class MLflowWriter(Writer):
     def log_config(self, config: dict):
         from mlflow.entities import Param
         params = [Param(key, str(value)[:6000]) for key, value in flatten(config).items()]  # MLflow's value limit
-        for start in range(0, len(params), self.PARAMS_PER_BATCH):
-            batch = params[start:start + self.PARAMS_PER_BATCH]
-            self.pending.append(self.client.log_batch(self.run_id, params=batch, synchronous=False))
+        for start in range(0, len(params), self.PARAMS_PER_BATCH):  # at once: the run's clock has not started
+            self.client.log_batch(self.run_id, params=params[start:start + self.PARAMS_PER_BATCH])
 
     def log_artifact(self, path: Path):
         self.client.log_artifact(self.run_id, str(path))
