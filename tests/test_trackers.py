@@ -182,5 +182,6 @@ def test_the_bar_says_the_replay_is_filling_until_learning_starts(tmp_path):
 
 def test_tags_are_words():
     assert schema.check('tracking.tags', ['v2', 2024]) == ['v2', '2024']
-    with pytest.raises(ConfigError, match=r'tracking\.tags=v2: expected a list of words \(\[a,b\]\) \(the default is \[\]\)'):
+    expected = r'tracking\.tags=v2: expected a list of words \(\[a,b\]\) \(the default is \[\]\)'
+    with pytest.raises(ConfigError, match=expected):
         schema.check('tracking.tags', 'v2')
