@@ -37,6 +37,11 @@ setup(
         # -m on more launchers, and searches: optuna 5's ask/tell on an RDB storage (SQLAlchemy 2), CMA-ES on cmaes;
         # not hydra-optuna-sweeper, which pins optuna<3
         'experiments': ['hydra-joblib-launcher>=1.2', 'hydra-submitit-launcher>=1.2', 'optuna>=5', 'cmaes>=0.10'],
+        # trackers (tensorboard=true, wandb=true, mlflow=true); wandb 0.19.10 takes reinit='create_new'; mlflow-skinny,
+        # not mlflow, which pins python-dateutil down, with what its default store (sqlite:///mlflow.db) needs
+        'tensorboard': ['tensorboard>=2.12'],
+        'wandb': ['wandb>=0.19.10'],
+        'mlflow': ['mlflow-skinny>=3', 'sqlalchemy>=1.4', 'alembic>=1.8,!=1.10.0'],
     },
     entry_points={'console_scripts': ['ML=ML.cli:main', 'Plot=ML.records.plot:main']},
 )

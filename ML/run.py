@@ -125,7 +125,7 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
                     counters.epoch += 1
                     counters.episode += 1
         counters.step += 1
-        logger.progress(counters)
+        logger.progress(counters, 'filling replay' if acting and len(replay) < learn_after else None)
 
         # log
         if log_now(counters.step):

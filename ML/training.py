@@ -19,8 +19,8 @@ from ML.builders import make_agent, make_replay, make_world
 from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
 from ML.interruptions import Interruptions
 from ML.language import compose
-from ML.records import checkpoints, provenance
-from ML.records.logger import Logger
+from ML.records import checkpoints, provenance, trackers
+from ML.records.logger import Logger, busy
 from ML.records.run_folder import RunFolder, RunPaths, describe_owner, remove_replay
 from ML.specs import Counters, RunResult, Spec
 
@@ -76,6 +76,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     c = compose.live_objects(config, live or {})
     cwd = Path.cwd()
     device = _device(c['device'])
+    tracker_writers = trackers.chosen(c)  # each one installed
     _seed(c['seed'])
 
     # build: world -> specs -> agent (everything that can fail on bad input fails here, before any write)
@@ -100,7 +101,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     counters, state, notes, resuming = Counters(), {}, [], False
     if c['load']:
         path = checkpoints.find(c['load'], paths.checkpoint, cwd / 'Checkpoints')
-        state = checkpoints.read(path)
+        with busy(f'loading checkpoint {path.name}', show=c['progress']):
+            state = checkpoints.read(path)
         notes += checkpoints.restore(agent, state, path)
         counters = Counters(**state['counters'])
         notes.insert(0, _resume_line(path, counters, state['config'], config, cwd))
@@ -152,8 +154,14 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
             print(f'ML: {line}')
 
     unit = 'step' if c['train_steps'] is not None or c['train_frames'] is None else 'frame'
-    logger = Logger(paths.folder, total=c['train_steps'] if unit == 'step' else c['train_frames'], unit=unit,
-                    progress=c['progress'], elapsed=state.get('elapsed', 0.0))
+    tracking = c['tracking']
+    tracked = trackers.TrackedRun(
+        paths.folder, name='/'.join(filter(None, [c['variant'], paths.folder.name])),
+        project=tracking['project'] or c['experiment'],
+        group=tracking['group'] or (c['experiment'] if member else None),  # a sweep's members, shown together
+        entity=tracking['entity'], tags=tuple(tracking['tags']), uri=tracking['uri'], start_step=counters.step)
+    logger = Logger(tracked, total=c['train_steps'] if unit == 'step' else c['train_frames'], unit=unit,
+                    progress=c['progress'], elapsed=state.get('elapsed', 0.0), trackers=tracker_writers, config=config)
     online_replay = world.online and not c['stream'] and not c['offline']
     stop = Interruptions()
 
@@ -183,14 +191,18 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                                  offline=c['offline'], checkpoint=checkpoint if c['save'] or online_replay else None,
                                  stop_requested=lambda: stop.requested is not None, resumed=state.get('loop'),
                                  on_evaluation=on_evaluation)
+        logger.log_artifact(paths.folder / 'config.yaml')
+        if c['save'] and c['tracking']['log_model']:
+            logger.log_artifact(paths.checkpoint)
+        logger.close('completed' if stop.requested is None else 'interrupted')
     except KeyboardInterrupt as error:  # a second signal: stopped at once, the last checkpoint kept
-        logger.close()
+        logger.close('interrupted')
         folder.set_status('interrupted')
         folder.release()
         raise Interrupted(f'{error or "interrupted"} at step {counters.step}; the last checkpoint saved is kept',
                           signal.SIGINT) from None
     except BaseException as error:
-        logger.close()
+        logger.close('crashed')
         folder.crash(error)
         folder.release()
         if isinstance(error, OSError):  # a full disk, a folder made read-only: the path and the system's reason
@@ -199,7 +211,6 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     finally:
         if hasattr(world, 'close'):
             world.close()
-    logger.close()
     if stop.requested is not None:
         folder.set_status('interrupted')
         folder.release()
@@ -298,7 +309,8 @@ def _seed(seed: int):
 # settings a resumed run may change (the budget, the cadence of logs and saves, where it runs) without being another
 # run: a sweep member, or load=true, matches its run on every other key
 RESUMABLE = {'load', 'progress', 'device', 'variant', 'train_steps', 'train_frames', 'save', 'save_per_steps',
-             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers'}
+             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers',
+             'tensorboard', 'wandb', 'mlflow', 'tracking'}  # where a run is tracked
 
 
 def _settings(config: dict) -> dict:

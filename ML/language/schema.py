@@ -7,7 +7,8 @@ that checks a value against it, and which keys a run leaves unused.
 
 A rule is alternatives joined by `|`; each is a kind, bounded on either side or both by <, <=, >, >= and a number.
 Kinds: int, float, bool, str (not empty), null, folder (one folder name), device, target (what an uppercase key builds: a name or
-a code value), targets (one or a list of them, built as an nn.Sequential) and args (a twin's arguments by name).
+a code value), targets (one or a list of them, built as an nn.Sequential), args (a twin's arguments by name) and list
+(a list of words).
 Numbers are finite (no nan or inf).
 """
 import functools
@@ -34,6 +35,7 @@ KINDS = {
     'target': 'a name to build (CNN, Run.model, torch.nn.GRU, nn.Flatten())',
     'targets': 'a name to build (CNN, Run.model, torch.nn.GRU, nn.Flatten()) or a list of them',
     'args': 'arguments by name (<key>.<argument>=value)',
+    'list': 'a list of words ([a,b])',
 }
 
 
@@ -74,6 +76,10 @@ class Alternative(NamedTuple):
             return value if all(isinstance(name, str) and name.strip() for name in names) else _REFUSED
         if kind == 'args':
             return value if isinstance(value, dict) else _REFUSED
+        if kind == 'list':  # words as the command line writes them: [v2,2024] is two words
+            words = value if isinstance(value, list) else [None]
+            return [str(word) for word in words] if all(isinstance(word, (str, int, float)) and not isinstance(
+                word, bool) and str(word).strip() for word in words) else _REFUSED
         raise ValueError(f'args.yaml: unknown kind {kind!r} (kinds: {", ".join(KINDS)})')
 
     def _within(self, value) -> bool:

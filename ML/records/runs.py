@@ -20,7 +20,8 @@ MOVED_ASIDE = re.compile(r'~\d{8}-\d{6}(-\d+)?$')  # the suffix launcher._archiv
 # keys that say how a run was run, not what was learned: runs differing only in these are the same method
 NOT_HYPERPARAMETERS = {'seed', 'experiment', 'progress', 'device', 'save', 'save_per_steps', 'load',
                        'video', 'replay.save', 'replay.load', 'log_per_steps', 'eval_per_steps', 'train_steps',
-                       'train_frames'}
+                       'train_frames', 'tensorboard', 'wandb', 'mlflow', 'tracking.project', 'tracking.entity',
+                       'tracking.group', 'tracking.tags', 'tracking.uri', 'tracking.log_model'}
 
 
 @dataclass

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from torchvision.transforms.functional import pil_to_tensor
+from tqdm import tqdm
 
 from ML.errors import CheckpointError, ConfigError, MLError, ShapeError
 from ML.specs import Batch, Spec
@@ -194,8 +195,9 @@ def _reads(dataset, items: Items, seed: int, batch_size: int = 1024):
 
 
 def _read(dataset, items: Items, seed: int) -> tuple:
-    """All of a dataset as compact (observations, labels) tensors."""
-    batches = list(_reads(dataset, items, seed))
+    """All of a dataset as compact (observations, labels) tensors; a read of over a second says so on a terminal."""
+    batches = list(tqdm(_reads(dataset, items, seed), desc=f'reading {items.name} into memory', unit='batch',
+                        total=-(-len(dataset) // 1024), delay=1, leave=False, disable=None))
     return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
 
 
