@@ -38,7 +38,7 @@ def refuse_sweep(overrides: list):
     for override in overrides:
         match = OVERRIDE.match(override)
         if match and match.group('key') == 'mini' and str(match.group('value')).strip().lower() != 'false':
-            raise ConfigError(f'{override}: mini=true checks one run, and a sweep writes its table into the '
+            raise ConfigError(f'{override}: checks one run, and a sweep writes its table into the '
                               f'experiment; run it without -m (one value of each swept key)')
 
 
