@@ -38,7 +38,8 @@ def test_three_folds_report_the_mean_and_std_of_their_final_evaluations_and_resu
         f'held-out part); {SUMMARY}')
     table = rows(user_dir / SUMMARY)
     assert [row['fold'] for row in table] == ['1', '2', '3', 'mean', 'std']
-    assert [float(row['accuracy']) for row in table] == pytest.approx([*finals, mean, std], abs=1e-6)  # eval.csv keeps 6 digits
+    written = [float(row['accuracy']) for row in table]
+    assert written == pytest.approx([*finals, mean, std], abs=1e-6)  # eval.csv keeps 6 digits
     # the folds cut the 1,438 training samples (Digits' 1,797 less its 359 test samples): the test part is never seen
     held_out = [int(n) for n in re.findall(r'Digits: \d+ training and (\d+) test samples', result.stdout)]
     assert held_out == [480, 479, 479] and sum(held_out) == 1797 - 359
