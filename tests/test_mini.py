@@ -69,6 +69,10 @@ def test_mini_composes_with_other_keys_and_a_user_s_model_and_dataset(user_dir):
     users = ml('mini=true', 'Dataset=Run.Dataset', 'Model=Run.Model', 'model.hidden=8', 'progress=false', cwd=user_dir)
     assert 'Dataset: 48 training and 12 test samples of 2 classes' in users.stdout  # fewer than a batch: all of it
     assert (scratch(users) / 'Checkpoints/Exp/Classifier/classify/Dataset_1.pt').is_file()
+
+    folds = ml('mini=true', 'cv.folds=2', 'progress=false', cwd=user_dir)  # each fold checked, the summary there too
+    summary = scratch(folds) / 'Benchmarking/Exp/cv.folds=2/Classifier/classify/Digits_1/cv.csv'
+    assert [row['fold'] for row in rows(summary)] == ['1', '2', 'mean', 'std'] and str(summary) in folds.stdout
     nothing_written(user_dir)
 
 
