@@ -2,16 +2,25 @@
 never mixes with the user's runs."""
 import csv
 import re
-import tempfile
 import textwrap
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import ml
 
 LAST_LINE = re.compile(r'^ML: mini=true: built, learned, evaluated, saved and reloaded in [\d.]+s; nothing written '
                        r'here: it is all in (?P<folder>\S+)$')
+
+
+@pytest.fixture(autouse=True)
+def temporary(tmp_path_factory, monkeypatch):
+    """The temporary directory the checks' folders go to: TMPDIR, which tempfile reads and the ML command inherits
+    (cleared with the tests' own folders)."""
+    folder = tmp_path_factory.mktemp('TMPDIR')
+    monkeypatch.setenv('TMPDIR', str(folder))
+    return folder
 
 
 def rows(path: Path) -> list:
@@ -31,11 +40,11 @@ def nothing_written(user_dir: Path):
     assert not (user_dir / 'Datasets' / 'ReplayBuffer').exists()
 
 
-def test_the_default_task_is_checked_in_a_temporary_folder_and_nothing_is_written_here(user_dir):
+def test_the_default_task_is_checked_in_a_temporary_folder_and_nothing_is_written_here(user_dir, temporary):
     result = ml('mini=true', 'progress=false', cwd=user_dir)
     folder = scratch(result)
     nothing_written(user_dir)
-    assert folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith('ML-mini-')
+    assert folder.parent == temporary and folder.name.startswith('ML-mini-')  # in TMPDIR, as tempfile has it
     assert 'Digits: 512 training and 256 test samples of 10 classes' in result.stdout  # 2 batches and 1 of 256
     run = folder / 'Benchmarking/Exp/Classifier/classify/Digits_1'
     assert [row['step'] for row in rows(run / 'train.csv')] == ['1', '2', '3', '4'] and \
