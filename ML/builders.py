@@ -101,6 +101,13 @@ def make_dataset(c: dict, cwd: Path, device: str):
                                 c['test_split'], c['seed'])
     except (OSError, RuntimeError) as error:
         raise MLError(f'Dataset={_name(value)}: could not load it ({str(error).strip().splitlines()[0]})') from error
+    if c['cv']['fold'] is not None:  # cross-validation: the training part's folds; the test split is never seen
+        from ML.crossval import split as fold_split
+        train, test = fold_split(train, c['cv']['folds'], c['cv']['fold'], c['seed'], c['cv']['stratified'],
+                                 reading.get('keys'), _name(value))
+    if c['mini']:
+        from ML.mini import few
+        train, test = few(train, test, c['batch_size'], c['seed'])
     world = DatasetWorld(train, test, name=_name(value), batch_size=c['batch_size'], device=device, seed=c['seed'],
                          num_workers=c['num_workers'], **reading)
     if c['Aug'] is not None:

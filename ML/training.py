@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import yaml
 
-from ML import run
+from ML import crossval, mini, run
 from ML.agents.update import describe
 from ML.builders import make_agent, make_replay, make_world
 from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
@@ -46,6 +46,7 @@ def launch(*overrides, **hyperparams):
 def sweep(overrides: list, live: dict = None) -> list:
     """-m: every member of the sweep, run by ML.sweep on Hydra's launchers; their Member records, in order."""
     from ML.sweep import sweep as run_sweep
+    mini.refuse_sweep(overrides)
     return run_sweep(overrides, live, train)
 
 
@@ -61,7 +62,8 @@ def own_command_line() -> list:
     return [arg for arg in sys.argv[1:] if arg == '-m' or ('=' in arg and not arg.startswith('-'))]
 
 
-def train(config: dict, live: dict = None, on_evaluation=None, member: bool = False) -> RunResult:
+def train(config: dict, live: dict = None, on_evaluation=None, member: bool = False,
+          root: Path = None) -> RunResult:
     """One run of a composed config: build everything, then hand it to the loop. Returns the RunResult (the agent in
     eval mode, its last evaluation, counters, folder and checkpoint). on_evaluation(counters, evaluation) is
     called after every evaluation (see run.run).
@@ -70,22 +72,32 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     that completed with this config is not trained again (its result is read back), one that was interrupted,
     crashed or killed resumes from its checkpoint, and one that completed a shorter budget goes on to this one.
 
+    root: where the run writes Benchmarking/, Checkpoints/ and Datasets/ReplayBuffer/ (None: the working
+    directory; mini=true picks a fresh temporary folder, ML/mini.py). cv.folds runs every fold (ML/crossval.py).
+
     Raises MLError subclasses for what the user can fix (before anything is written), RunError when the run's
     folder is held by a live run or a disk refuses a write, NonFiniteLoss when the loss turns nan, and Interrupted
     after a signal stopped the run (its checkpoint saved)."""
+    if config['mini'] and root is None:
+        return mini.check(config, live, train)
+    if config['cv']['folds'] is not None and config['cv']['fold'] is None:
+        return crossval.cross_validate(config, live, train, on_evaluation, root)
     c = compose.live_objects(config, live or {})
     cwd = Path.cwd()
+    root = root or cwd
     device = _device(c['device'])
     tracker_writers = trackers.chosen(c)  # each one installed
     _seed(c['seed'])
 
     # build: world -> specs -> agent (everything that can fail on bad input fails here, before any write)
     world = make_world(c, cwd, device)
+    if c['mini']:
+        world = mini.shorten(world)  # one short evaluation episode
     specs = {'obs_spec': world.obs_spec,
              **({'action_spec': world.action_spec} if world.online else {'label_spec': world.label_spec})}
     plain_specs = {key: spec.plain() for key, spec in specs.items()}
     agent = make_agent(c, specs, cwd, device)
-    paths = run_paths(cwd, c, type(agent).__name__, world)
+    paths = run_paths(root, c, type(agent).__name__, world)
     if c['load'] is True and not paths.checkpoint.is_file() and not c['variant']:
         found = _sweep_member_variant(cwd, c, type(agent).__name__, world, config)
         if found:  # the sweep member with these settings: the run goes on in its folder
@@ -214,7 +226,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     if stop.requested is not None:
         folder.set_status('interrupted')
         folder.release()
-        saved_to = f'saved {paths.checkpoint.relative_to(cwd)}; load=true resumes it' if c['save'] else \
+        saved_to = f'saved {_shown(paths.checkpoint, cwd)}; load=true resumes it' if c['save'] else \
             'nothing saved (save=false)'
         raise Interrupted(f'{stop.name} at step {counters.step}: {saved_to}', stop.requested)
     if online_replay and not c['replay']['save'] and not c['replay']['load']:
@@ -222,9 +234,9 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     folder.set_status('completed')
     folder.release()
     scores = ', '.join(f'{key} {_score(key, value)}' for key, value in (evaluation or {}).items())
-    saved_to = f', checkpoint {paths.checkpoint.relative_to(cwd)}' if c['save'] else ''
+    saved_to = f', checkpoint {_shown(paths.checkpoint, cwd)}' if c['save'] else ''
     print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
-          f'{"evaluation" if world.online else "test"} {scores}; logs {paths.folder.relative_to(cwd)}{saved_to}')
+          f'{"evaluation" if world.online else "test"} {scores}; logs {_shown(paths.folder, cwd)}{saved_to}')
     return RunResult(agent.train(False), evaluation or {}, counters, paths.folder,
                      paths.checkpoint if c['save'] else None)
 
@@ -275,6 +287,11 @@ def _earlier_line(earlier, paths: RunPaths, cwd: Path) -> str:
 
 def _score(key, value) -> str:
     return f'{value:.2%}' if key == 'accuracy' else f'{value:.4g}' if isinstance(value, float) else str(value)
+
+
+def _shown(path: Path, cwd: Path) -> str:
+    """A path relative to the working directory, or whole outside it (mini=true's temporary folder)."""
+    return str(path.relative_to(cwd) if path.is_relative_to(cwd) else path)
 
 
 def _safe(name: str) -> str:

@@ -179,7 +179,7 @@ def check(key: str, value):
 
 def unused(c: dict) -> dict:
     """{dotted key: why this run does not use it} for a composed config c: what a dataset has no use for (the
-    environment's keys), what an environment has no use for (test_split), and what one setting makes moot (stream
+    environment's keys), what an environment has no use for (test_split, cv.*), and what one setting makes moot (stream
     has no replay to size, a saved replay keeps its capacity, a uniform replay has no priorities, save=false writes
     no checkpoints)."""
     why = {}
@@ -202,6 +202,11 @@ def unused(c: dict) -> dict:
         if not replay['prioritized']:
             why.update(dict.fromkeys(['replay.alpha', 'replay.beta', 'replay.beta_steps'],
                                      'only a prioritized replay uses it; set replay.prioritized=true'))
+    if c['Env'] is not None:
+        why.update(dict.fromkeys(['cv.folds', 'cv.stratified', 'cv.fold'], f'only a Dataset is cross-validated; '
+                                 f'this run acts in Env={_label(c["Env"])}'))
+    elif c['cv']['folds'] is None:
+        why.update(dict.fromkeys(['cv.stratified', 'cv.fold'], 'only cross-validation uses it; set cv.folds too'))
     if not c['save'] and not (replay['save'] and c['Env'] is not None):
         why['save_per_steps'] = 'save=false writes no checkpoints'
     return why

@@ -55,6 +55,22 @@ def split(dataset, test_split: float, seed: int):
     return random_split(dataset, [len(dataset) - test_size, test_size], torch.Generator().manual_seed(seed))
 
 
+def class_labels(dataset, keys=None, name: str = 'the dataset'):
+    """Every sample's class label, an int64 numpy array of shape (N,), or None when the labels are regression
+    targets (see Items). A torchvision-style `targets` attribute (one label per sample) is read through random
+    splits when `keys` picks no other label; otherwise every item is read once."""
+    items = Items(dataset[0], keys, name)
+    if not items.classify:
+        return None
+    indices, inner = np.arange(len(dataset)), dataset
+    while isinstance(inner, Subset):  # a Subset's item j is its dataset's item indices[j]
+        indices, inner = np.asarray(inner.indices)[indices], inner.dataset
+    targets = getattr(inner, 'targets', None)
+    if keys is None and targets is not None and len(targets) == len(inner):
+        return np.asarray(targets, dtype=np.int64)[indices]
+    return torch.cat([labels for _, labels in _reads(dataset, items, seed=0)]).numpy()
+
+
 class Items:
     """Reads a dataset's items, whatever their format, as (observation, label) tensors.
 
