@@ -39,17 +39,32 @@ def main(argv=None):
                 fail(f'{len(crashed)} of {len(members)} members crashed, the first '
                      f'({" ".join(crashed[0].overrides)}) with {crashed[0].error}')
         else:
+            from ML import distributed
             from ML.training import launch
-            launch(*overrides)
+            distributed.COMMAND['argv'] = argv
+            try:
+                launch(*overrides)
+            except distributed.Relaunch as wanted:  # num_processes=N: this command again, as N processes
+                sys.exit(distributed.relaunch(wanted.num_processes, argv))
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':
             raise
+        if _quiet(error):
+            sys.exit(128 + error.signal if isinstance(error, Interrupted) else 1)
         if getattr(error, 'frames', ''):  # the user's own code raised: its frames, as Python shows them, and no ML's
             print(error.frames, end='', file=sys.stderr)
         # a run a signal stopped exits as a shell reports it (128 + the signal's number: 143 for SIGTERM)
         fail(f'{type(error).__name__}: {error}', 128 + error.signal if isinstance(error, Interrupted) else 1)
     except KeyboardInterrupt:
         fail('interrupted', 128 + signal.SIGINT)
+
+
+def _quiet(error) -> bool:
+    """Whether this process of several leaves the error to another: a process other than the first stopped by a
+    signal (the first reports it), or one whose peer ended (the peer reports why)."""
+    from ML import distributed
+    from ML.errors import Interrupted
+    return isinstance(error, distributed.ProcessLost) or (isinstance(error, Interrupted) and not distributed.is_main())
 
 
 def fail(message: str, code: int = 1):

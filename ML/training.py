@@ -13,11 +13,10 @@ import numpy as np
 import torch
 import yaml
 
-from ML import run
+from ML import distributed, run
 from ML.agents.update import describe
 from ML.builders import make_agent, make_replay, make_world
 from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
-from ML.interruptions import Interruptions
 from ML.language import compose
 from ML.records import checkpoints, provenance
 from ML.records.logger import Logger
@@ -75,8 +74,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     after a signal stopped the run (its checkpoint saved)."""
     c = compose.live_objects(config, live or {})
     cwd = Path.cwd()
-    device = _device(c['device'])
-    _seed(c['seed'])
+    device = distributed.start(_device(c['device']), c['num_processes'], online=c['Env'] is not None)
+    _seed(distributed.process_seed(c['seed']))
 
     # build: world -> specs -> agent (everything that can fail on bad input fails here, before any write)
     world = make_world(c, cwd, device)
@@ -105,6 +104,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         counters = Counters(**state['counters'])
         notes.insert(0, _resume_line(path, counters, state['config'], config, cwd))
         resuming = path.resolve() == paths.checkpoint.resolve()  # its own folder goes on; another run's starts one
+    distributed.broadcast_state(agent)  # every process starts from process 0's weights
     envs_resumed = bool(state.get('world')) and world.online and world.load_state_dict(state['world'])
     if world.online and state.get('world') is not None and not envs_resumed:
         notes.append(f'Env={world.name} could not be saved mid-episode: its environments start new episodes')
@@ -123,10 +123,11 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                           f'{" and more" if len(unclean) > 3 else ""}; commit them, or run with git_clean=false')
 
     # the run's folder: claimed (one writer at a time), an earlier run moved aside or its logs cut back
-    folder = RunFolder(paths)
+    folder = RunFolder(paths) if distributed.is_main() else distributed.Silent()  # one writer: process 0
     earlier = folder.claim(checkpoints=c['save'])
     try:
-        checkpoints.remove_temporaries(paths.checkpoint)
+        if distributed.is_main():
+            checkpoints.remove_temporaries(paths.checkpoint)
         if earlier is not None and earlier.status in ('running', 'interrupted') and not resuming:
             notes.append(_earlier_line(earlier, paths, cwd))
         history = _resume_history(paths.folder, counters, c['load']) if resuming else []
@@ -148,14 +149,15 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     for line in [getattr(world, 'description', None),
                  accelerated and describe(c['precision'], c['accelerate'], device, c['compile'], c['channels_last']),
                  *notes]:
-        if line:
+        if line and distributed.is_main():
             print(f'ML: {line}')
 
     unit = 'step' if c['train_steps'] is not None or c['train_frames'] is None else 'frame'
     logger = Logger(paths.folder, total=c['train_steps'] if unit == 'step' else c['train_frames'], unit=unit,
-                    progress=c['progress'], elapsed=state.get('elapsed', 0.0))
+                    progress=c['progress'], elapsed=state.get('elapsed', 0.0)) \
+        if distributed.is_main() else distributed.Silent()  # the other processes log nothing
     online_replay = world.online and not c['stream'] and not c['offline']
-    stop = Interruptions()
+    stop = distributed.AgreedInterruptions()  # a signal to any process stops every process on the same step
 
     def checkpoint(counters, loop):
         """The run saved as one unit: the replay's arrays, then the checkpoint naming them, then the replay made
@@ -180,8 +182,9 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                                  save_per_steps=c['save_per_steps'],
                                  learn_after=1 if c['stream'] else c['learn_after'],
                                  learn_per_steps=c['learn_per_steps'], learn_steps=c['learn_steps'],
-                                 offline=c['offline'], checkpoint=checkpoint if c['save'] or online_replay else None,
-                                 stop_requested=lambda: stop.requested is not None, resumed=state.get('loop'),
+                                 offline=c['offline'], checkpoint=checkpoint if (c['save'] or online_replay)
+                                 and distributed.is_main() else None,
+                                 stop_requested=stop.agree, resumed=state.get('loop'),
                                  on_evaluation=on_evaluation)
     except KeyboardInterrupt as error:  # a second signal: stopped at once, the last checkpoint kept
         logger.close()
@@ -212,8 +215,9 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     folder.release()
     scores = ', '.join(f'{key} {_score(key, value)}' for key, value in (evaluation or {}).items())
     saved_to = f', checkpoint {paths.checkpoint.relative_to(cwd)}' if c['save'] else ''
-    print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
-          f'{"evaluation" if world.online else "test"} {scores}; logs {paths.folder.relative_to(cwd)}{saved_to}')
+    if distributed.is_main():
+        print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
+              f'{"evaluation" if world.online else "test"} {scores}; logs {paths.folder.relative_to(cwd)}{saved_to}')
     return RunResult(agent.train(False), evaluation or {}, counters, paths.folder,
                      paths.checkpoint if c['save'] else None)
 
@@ -298,7 +302,7 @@ def _seed(seed: int):
 # settings a resumed run may change (the budget, the cadence of logs and saves, where it runs) without being another
 # run: a sweep member, or load=true, matches its run on every other key
 RESUMABLE = {'load', 'progress', 'device', 'variant', 'train_steps', 'train_frames', 'save', 'save_per_steps',
-             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers'}
+             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers', 'num_processes'}
 
 
 def _settings(config: dict) -> dict:

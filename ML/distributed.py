@@ -1,0 +1,256 @@
+"""Data-parallel training over several processes: which process this is, the collectives the run needs, and the
+ML command's relaunch of itself under torch's elastic launcher (torchrun).
+
+A run is one process of several when a launcher said so in the environment (torchrun, `accelerate launch` and the
+ML command itself set RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; a SLURM task's SLURM_PROCID and
+SLURM_NTASKS are read the same way). `start()` then joins the process group through accelerate's PartialState:
+gloo between CPUs, nccl between GPUs, each process on the GPU of its local rank.
+
+How the processes learn together (DistributedDataParallel's semantics, without its wrapper, so that checkpoints
+keep the agent's own state-dict keys and every agent, the user's too, is data-parallel through its one optimizer
+step):
+
+    parameters   broadcast from process 0 once built (and again after a resume), so every process starts equal
+    batch        batch_size is the global batch: every process draws the same batch indices from the same seeded
+                 generator and learns from its own slice of them (shard)
+    gradients    averaged over the processes before clipping and the optimizer's step (average_gradients, in
+                 ML/agents/update.py), in one flat all-reduce per step
+    evaluation   each process scores its shard of the test data; the sums and counts are added (sum_over_processes)
+    stopping     a signal to any process stops every process on the same step (any_process)
+    writing      process 0 alone writes logs, the run's folder, checkpoints and plots (is_main)
+"""
+import contextlib
+import os
+import sys
+import uuid
+
+import torch
+from torch import nn
+
+from ML.errors import ConfigError, RunError
+from ML.interruptions import Interruptions
+
+COMMAND = {'argv': None}  # the ML command's own arguments, which it sets: a run of several processes relaunches it
+
+
+def launched() -> bool:
+    """Whether a launcher started this process as one of several (torchrun, accelerate launch, SLURM tasks)."""
+    return int(os.environ.get('WORLD_SIZE', os.environ.get('SLURM_NTASKS', 1))) > 1
+
+
+def active() -> bool:
+    """Whether this process learns together with others (the process group is up and holds more than one)."""
+    return torch.distributed.is_available() and torch.distributed.is_initialized() and \
+        torch.distributed.get_world_size() > 1
+
+
+def rank() -> int:
+    """This process's number among the run's processes, 0 to world_size() - 1 (0 when alone)."""
+    return torch.distributed.get_rank() if active() else 0
+
+
+def world_size() -> int:
+    """How many processes learn together (1 when alone)."""
+    return torch.distributed.get_world_size() if active() else 1
+
+
+def is_main() -> bool:
+    """Whether this process writes the run's files and prints its lines (process 0, as nanoGPT's master_process)."""
+    return rank() == 0
+
+
+class ProcessLost(RunError):
+    """Another process of the run ended (its own error, printed by it, or a kill) while this one waited on it."""
+
+
+class Relaunch(Exception):
+    """The ML command is asked for num_processes processes: it starts them (relaunch) in place of this run."""
+
+    def __init__(self, num_processes: int):
+        super().__init__(f'num_processes={num_processes}')
+        self.num_processes = num_processes
+
+
+def start(device: str, num_processes: int = 1, online: bool = False) -> str:
+    """Joins the process group when a launcher started this process as one of several, and returns the device it
+    learns on: device itself when alone or on CPUs, else the GPU of its local rank (cuda -> cuda:<LOCAL_RANK>).
+    Does nothing more when the group is already up (a second run in the same process).
+
+    num_processes   the processes the run asks for: the ML command starts them (ML num_processes=2); a run that
+                    another launcher started takes the launcher's number, and num_processes may be 1 or that number
+    online          the run acts in an environment (reinforcement learning), which learns in one process for now
+
+    Raises Relaunch for num_processes > 1 in the ML command that no launcher started, ConfigError for it elsewhere
+    (ML.launch from code, a sweep's member), for a launcher's number of processes other than num_processes, and
+    for an online run of several."""
+    if not launched():
+        if num_processes > 1 and COMMAND['argv'] is not None and not online:
+            raise Relaunch(num_processes)
+        if num_processes > 1:
+            raise ConfigError(f'num_processes={num_processes}: the ML command starts the processes (ML '
+                              f'num_processes={num_processes} ...); from code or in a sweep, run the script under '
+                              f'torchrun --nproc_per_node {num_processes}')
+        return device
+    launched_with = int(os.environ.get('WORLD_SIZE', os.environ.get('SLURM_NTASKS', 1)))
+    if num_processes not in (1, launched_with):
+        raise ConfigError(f'num_processes={num_processes}: the launcher started {launched_with} processes; drop '
+                          f'num_processes or make it {launched_with}')
+    if online:
+        raise ConfigError(f'{launched_with} processes: reinforcement learning (Env=...) trains in one process; '
+                          f'run it without a launcher and num_processes')
+    _from_slurm()
+    from accelerate import PartialState
+    state = PartialState(cpu=torch.device(device).type == 'cpu')
+    return device if torch.device(device).type == 'cpu' else str(state.device)
+
+
+def _from_slurm():
+    """The launcher's variables from a SLURM task's (srun, or Hydra's submitit_slurm launcher with tasks_per_node),
+    where no torchrun set them: rank = SLURM_PROCID, and process 0's host (submitit's own reading of the node list,
+    when submitit is installed) as MASTER_ADDR."""
+    if 'WORLD_SIZE' in os.environ or 'SLURM_PROCID' not in os.environ:
+        return
+    try:
+        from submitit.helpers import TorchDistributedEnvironment
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    except ImportError:
+        os.environ.update(RANK=os.environ['SLURM_PROCID'], WORLD_SIZE=os.environ['SLURM_NTASKS'],
+                          LOCAL_RANK=os.environ.get('SLURM_LOCALID', '0'))
+        os.environ.setdefault('MASTER_ADDR', 'localhost')
+        os.environ.setdefault('MASTER_PORT', '29500')
+
+
+def process_seed(seed: int) -> int:
+    """The seed of this process's own random draws (dropout, exploration): seed + rank, so that processes draw
+    apart while process 0 draws as a run of one process does."""
+    return seed + rank()
+
+
+def shard(items):
+    """This process's slice of a batch (a tensor, split along its first dim, or a list): the world_size() slices
+    are contiguous and in rank order, their sizes differing by one at most (torch.tensor_split's rule)."""
+    if not active():
+        return items
+    if isinstance(items, torch.Tensor):
+        return items.tensor_split(world_size())[rank()]
+    size, extra = divmod(len(items), world_size())
+    start = rank() * size + min(rank(), extra)
+    return items[start:start + size + (rank() < extra)]
+
+
+def _collective_device(tensor: torch.Tensor) -> torch.device:
+    """Where the process group reduces: the CPU for gloo, this process's GPU for nccl."""
+    backend = torch.distributed.get_backend()
+    return torch.device('cpu') if backend == 'gloo' else tensor.device if tensor.is_cuda else \
+        torch.device('cuda', torch.cuda.current_device())
+
+
+def _all_reduce(tensor: torch.Tensor, op=None) -> torch.Tensor:
+    """A copy of tensor reduced over every process (summed, or by op), on tensor's device."""
+    reduced = tensor.detach().to(_collective_device(tensor), copy=True)
+    with _peers():
+        torch.distributed.all_reduce(reduced, op=op or torch.distributed.ReduceOp.SUM)
+    return reduced.to(tensor.device)
+
+
+@contextlib.contextmanager
+def _peers():
+    """A collective whose peer went away (its process ended) raises ProcessLost rather than the backend's error."""
+    try:
+        yield
+    except RuntimeError as error:  # torch.distributed.DistBackendError and gloo's own are RuntimeErrors
+        raise ProcessLost(f'another process of the run ended ({str(error).strip().splitlines()[0]})') from error
+
+
+def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
+    """The elementwise sum of `tensor` over every process (tensor itself when alone), on its device."""
+    return _all_reduce(tensor) if active() else tensor
+
+
+def any_process(flag: int) -> int:
+    """The largest of every process's `flag` (0 where none raised one): a stop every process agrees on."""
+    if not active():
+        return flag
+    return int(_all_reduce(torch.tensor(int(flag)), torch.distributed.ReduceOp.MAX))
+
+
+@torch.no_grad()
+def average_gradients(parameters: list):
+    """Replaces each parameter's gradient with its mean over the processes (DistributedDataParallel's all-reduce),
+    in one flat buffer. A parameter that has a gradient in some processes only (a branch one slice took) averages
+    those it has, zeros elsewhere; one that has none anywhere keeps None, so an optimizer skips it as alone."""
+    if not active():
+        return
+    reference = next(iter(parameters), None)
+    if reference is None:
+        return
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
+    present = torch.tensor([p.grad is not None for p in parameters], dtype=reference.dtype, device=reference.device)
+    flat = torch.cat([*(g.reshape(-1).to(reference.dtype) for g in grads), present])
+    reduced = _all_reduce(flat).div_(world_size())
+    counts = reduced[-len(parameters):]
+    offset = 0
+    for parameter, grad, count in zip(parameters, grads, counts.tolist()):
+        mean = reduced[offset:offset + grad.numel()].view_as(grad).to(grad.dtype)
+        offset += grad.numel()
+        parameter.grad = mean.clone() if count > 0 else None
+
+
+@torch.no_grad()
+def broadcast_state(module: nn.Module, buffers_only: bool = False):
+    """Every process takes process 0's parameters and buffers (or its buffers alone: batch norm's running
+    statistics, which each process updates on its own slice)."""
+    if not active():
+        return
+    tensors = list(module.buffers()) if buffers_only else [*module.parameters(), *module.buffers()]
+    for tensor in tensors:
+        carrier = tensor.data.to(_collective_device(tensor))  # the tensor itself where it already is there
+        with _peers():
+            torch.distributed.broadcast(carrier, src=0)
+        if carrier is not tensor.data:
+            tensor.data.copy_(carrier)
+
+
+class AgreedInterruptions(Interruptions):
+    """Interruptions (SIGTERM, SIGINT, SIGHUP) that every process agrees on: agree() is asked once a step by every
+    process together; from the step any process received a signal, `requested` is that signal in all of them, so
+    they stop, save (process 0) and report the same step."""
+
+    def agree(self) -> bool:
+        self.requested = any_process(self.requested or 0) or None
+        return self.requested is not None
+
+
+class Silent:
+    """Stands in for what only process 0 has (the logger, the run's folder): every method does nothing."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def relaunch(num_processes: int, argv: list) -> int:
+    """Runs `ML <argv>` as num_processes processes on this machine under torch's elastic launcher (torchrun
+    --standalone: a free port, no other machine) and returns the exit code: 0, or the first failing process's (128 +
+    the signal's number for one a signal ended). Each process prints its own errors; the launcher's own report
+    stays quiet."""
+    import logging
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    for name in ('torch.distributed.elastic', 'torch.distributed.launcher'):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ.setdefault('LOGLEVEL', 'CRITICAL')  # the elastic agent's loggers read it when they are made
+    os.environ.setdefault('OMP_NUM_THREADS', '1')  # as torchrun: the processes share the cores
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=num_processes, run_id=str(uuid.uuid4()),
+                          rdzv_backend='c10d', rdzv_endpoint='localhost:0', max_restarts=0)
+    try:
+        elastic_launch(config, entrypoint=sys.executable)('-P', '-m', 'ML', *argv)  # -P: never ./ML.py
+    except ChildFailedError as error:
+        rank, failure = error.get_first_failure()
+        if failure.exitcode >= 0:
+            return failure.exitcode  # the process printed its own error
+        print(f'ML: process {rank} of {num_processes} was killed ({failure.signal_name()})', file=sys.stderr)
+        return 128 - failure.exitcode
+    except SignalException as error:
+        return 128 + int(error.sigval)
+    return 0
