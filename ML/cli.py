@@ -49,22 +49,20 @@ def main(argv=None):
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':
             raise
-        if _quiet(error):
-            sys.exit(128 + error.signal if isinstance(error, Interrupted) else 1)
+        code = 128 + error.signal if isinstance(error, Interrupted) else 1
+        distributed = sys.modules.get('ML.distributed')  # imported by a run; an error before one needs no torch
+        if distributed is not None and not distributed.is_main():  # process 0 prints for the run (see report)
+            if not isinstance(error, (Interrupted, distributed.ProcessLost)):
+                distributed.report(f'{type(error).__name__}: {error}')
+            sys.exit(code)
+        if distributed is not None and isinstance(error, distributed.ProcessLost):
+            fail(error.line)
         if getattr(error, 'frames', ''):  # the user's own code raised: its frames, as Python shows them, and no ML's
             print(error.frames, end='', file=sys.stderr)
         # a run a signal stopped exits as a shell reports it (128 + the signal's number: 143 for SIGTERM)
-        fail(f'{type(error).__name__}: {error}', 128 + error.signal if isinstance(error, Interrupted) else 1)
+        fail(f'{type(error).__name__}: {error}', code)
     except KeyboardInterrupt:
         fail('interrupted', 128 + signal.SIGINT)
-
-
-def _quiet(error) -> bool:
-    """Whether this process of several leaves the error to another: a process other than the first stopped by a
-    signal (the first reports it), or one whose peer ended (the peer reports why)."""
-    from ML import distributed
-    from ML.errors import Interrupted
-    return isinstance(error, distributed.ProcessLost) or (isinstance(error, Interrupted) and not distributed.is_main())
 
 
 def fail(message: str, code: int = 1):

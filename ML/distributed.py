@@ -45,8 +45,11 @@ def active() -> bool:
 
 
 def rank() -> int:
-    """This process's number among the run's processes, 0 to world_size() - 1 (0 when alone)."""
-    return torch.distributed.get_rank() if active() else 0
+    """This process's number among the run's processes, 0 to world_size() - 1 (0 when alone); the launcher's RANK
+    before the process group is up."""
+    if active():
+        return torch.distributed.get_rank()
+    return int(os.environ.get('RANK', os.environ.get('SLURM_PROCID', 0))) if launched() else 0
 
 
 def world_size() -> int:
@@ -60,7 +63,37 @@ def is_main() -> bool:
 
 
 class ProcessLost(RunError):
-    """Another process of the run ended (its own error, printed by it, or a kill) while this one waited on it."""
+    """Another process of the run ended while this one waited on it: `line` is the error it reported (see report),
+    or what the backend said of it (a process killed reports nothing)."""
+
+    def __init__(self, line: str):
+        super().__init__(line)
+        self.line = line
+
+
+ERROR_KEY = 'ML/error'  # where a process other than the first leaves its error line, for the first to print
+
+
+def report(line: str):
+    """A process other than the first hands its error line to process 0, which prints it (ProcessLost.line): one
+    line for the run, whichever process failed. Best effort: a store that is gone already leaves nothing."""
+    if active():
+        with contextlib.suppress(Exception):
+            _store().set(ERROR_KEY, f'{line} (process {rank()} of {world_size()})')
+
+
+def _store():
+    """The process group's key-value store (torchrun's agent's, or process 0's TCPStore)."""
+    from torch.distributed.distributed_c10d import _get_default_store
+    return _get_default_store()
+
+
+def _reported() -> str:
+    """The error line another process reported, or ''."""
+    with contextlib.suppress(Exception):
+        if _store().check([ERROR_KEY]):
+            return _store().get(ERROR_KEY).decode()
+    return ''
 
 
 class Relaunch(Exception):
@@ -83,21 +116,21 @@ def start(device: str, num_processes: int = 1, online: bool = False) -> str:
     Raises Relaunch for num_processes > 1 in the ML command that no launcher started, ConfigError for it elsewhere
     (ML.launch from code, a sweep's member), for a launcher's number of processes other than num_processes, and
     for an online run of several."""
+    processes = int(os.environ.get('WORLD_SIZE', os.environ.get('SLURM_NTASKS', 1))) if launched() else 1
+    if online and max(processes, num_processes) > 1:
+        raise ConfigError(f'num_processes={max(processes, num_processes)}: reinforcement learning (Env=...) trains '
+                          f'in one process; drop num_processes and the launcher (num_envs=N steps N environments)')
     if not launched():
-        if num_processes > 1 and COMMAND['argv'] is not None and not online:
+        if num_processes > 1 and COMMAND['argv'] is not None:
             raise Relaunch(num_processes)
         if num_processes > 1:
             raise ConfigError(f'num_processes={num_processes}: the ML command starts the processes (ML '
                               f'num_processes={num_processes} ...); from code or in a sweep, run the script under '
                               f'torchrun --nproc_per_node {num_processes}')
         return device
-    launched_with = int(os.environ.get('WORLD_SIZE', os.environ.get('SLURM_NTASKS', 1)))
-    if num_processes not in (1, launched_with):
-        raise ConfigError(f'num_processes={num_processes}: the launcher started {launched_with} processes; drop '
-                          f'num_processes or make it {launched_with}')
-    if online:
-        raise ConfigError(f'{launched_with} processes: reinforcement learning (Env=...) trains in one process; '
-                          f'run it without a launcher and num_processes')
+    if num_processes not in (1, processes):
+        raise ConfigError(f'num_processes={num_processes}: the launcher started {processes} processes; drop '
+                          f'num_processes or make it {processes}')
     _from_slurm()
     from accelerate import PartialState
     state = PartialState(cpu=torch.device(device).type == 'cpu')
@@ -159,7 +192,8 @@ def _peers():
     try:
         yield
     except RuntimeError as error:  # torch.distributed.DistBackendError and gloo's own are RuntimeErrors
-        raise ProcessLost(f'another process of the run ended ({str(error).strip().splitlines()[0]})') from error
+        line = _reported() or f'ProcessLost: another process of the run ended ({str(error).strip().splitlines()[0]})'
+        raise ProcessLost(line) from error
 
 
 def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
