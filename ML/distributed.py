@@ -20,7 +20,9 @@ step):
     writing      process 0 alone writes logs, the run's folder, checkpoints and plots (is_main)
 """
 import contextlib
+import io
 import os
+import signal
 import sys
 import uuid
 
@@ -153,6 +155,16 @@ def _from_slurm():
         os.environ.setdefault('MASTER_PORT', '29500')
 
 
+def check_agent(agent):
+    """Several processes learn together through the agent's optimizer step (Update), which averages their gradients:
+    an agent that steps its own optimizers would drift apart in each process. Raises ConfigError for one."""
+    from ML.agents.update import Update
+    if active() and not any(isinstance(value, Update) for value in vars(agent).values()):
+        raise ConfigError(f'num_processes={world_size()}: Agent={type(agent).__name__} keeps no update, so the '
+                          f'processes could not average their gradients; take `update` in its constructor and call '
+                          f'self.update(loss, optimizer) in learn()')
+
+
 def process_seed(seed: int) -> int:
     """The seed of this process's own random draws (dropout, exploration): seed + rank, so that processes draw
     apart while process 0 draws as a run of one process does."""
@@ -192,6 +204,7 @@ def _peers():
     try:
         yield
     except RuntimeError as error:  # torch.distributed.DistBackendError and gloo's own are RuntimeErrors
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher now stops this process: it reports first
         line = _reported() or f'ProcessLost: another process of the run ended ({str(error).strip().splitlines()[0]})'
         raise ProcessLost(line) from error
 
@@ -233,8 +246,9 @@ def average_gradients(parameters: list):
 @torch.no_grad()
 def broadcast_state(module: nn.Module, buffers_only: bool = False):
     """Every process takes process 0's parameters and buffers (or its buffers alone: batch norm's running
-    statistics, which each process updates on its own slice)."""
-    if not active():
+    statistics, which each process updates on its own slice, as DistributedDataParallel's broadcast_buffers). A
+    module that is not an nn.Module (a user's agent of another kind) is left as it is."""
+    if not active() or not isinstance(module, nn.Module):
         return
     tensors = list(module.buffers()) if buffers_only else [*module.parameters(), *module.buffers()]
     for tensor in tensors:
@@ -253,6 +267,16 @@ class AgreedInterruptions(Interruptions):
     def agree(self) -> bool:
         self.requested = any_process(self.requested or 0) or None
         return self.requested is not None
+
+    def _handle(self, number, frame):
+        with contextlib.nullcontext() if is_main() else contextlib.redirect_stderr(io.StringIO()):
+            super()._handle(number, frame)  # process 0 alone says it is finishing the step
+
+    def __exit__(self, kind, error, trace):
+        super().__exit__(kind, error, trace)
+        if isinstance(error, ProcessLost):  # the launcher stops this process with SIGTERM: it reports first
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        return False
 
 
 class Silent:

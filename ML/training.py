@@ -104,6 +104,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         counters = Counters(**state['counters'])
         notes.insert(0, _resume_line(path, counters, state['config'], config, cwd))
         resuming = path.resolve() == paths.checkpoint.resolve()  # its own folder goes on; another run's starts one
+    distributed.check_agent(agent)
     distributed.broadcast_state(agent)  # every process starts from process 0's weights
     envs_resumed = bool(state.get('world')) and world.online and world.load_state_dict(state['world'])
     if world.online and state.get('world') is not None and not envs_resumed:

@@ -369,6 +369,7 @@ class DatasetWorld:
     def evaluate(self, agent, counters) -> dict:
         """Accuracy (classification) or mean squared error per sample (regression, over each target's values) of
         the greedy agent on the test data. Several processes score a shard each and add their sums and counts."""
+        distributed.broadcast_state(agent, buffers_only=True)  # several processes score with process 0's batch norm
         total, score = 0, torch.zeros((), device=self.device)
         for obs, label in self._test_batches(max(self.batch_size, 1024)):
             obs, label = self.items.batch(obs, label)
