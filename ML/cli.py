@@ -1,5 +1,6 @@
 """The ML command: argv -> overrides -> launch, or a Hydra multirun with -m; bad input is one line on stderr."""
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -32,6 +33,10 @@ def main(argv=None):
             from ML.language import compose
             print(OmegaConf.to_yaml(compose.compose(overrides, Path.cwd())), end='')
         elif multirun:
+            processes = [arg for arg in overrides if re.fullmatch(r'\+*num_processes=(?!1$).*', arg)]
+            if processes:
+                fail(f'ConfigError: {processes[0]}: a sweep\'s members each run in one process; sweep on SLURM '
+                     f'with hydra.launcher.tasks_per_node, or run each member under torchrun')
             from ML.training import sweep
             members = sweep(overrides)
             crashed = [member for member in members if member.status == 'crashed']
@@ -45,7 +50,9 @@ def main(argv=None):
             try:
                 launch(*overrides)
             except distributed.Relaunch as wanted:  # num_processes=N: this command again, as N processes
-                sys.exit(distributed.relaunch(wanted.num_processes, argv))
+                code = distributed.relaunch(wanted.num_processes, argv)
+                if code:
+                    sys.exit(code)
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':
             raise

@@ -299,6 +299,8 @@ def relaunch(num_processes: int, argv: list) -> int:
         logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault('LOGLEVEL', 'CRITICAL')  # the elastic agent's loggers read it when they are made
     os.environ.setdefault('OMP_NUM_THREADS', '1')  # as torchrun: the processes share the cores
+    print(f'ML: {num_processes} processes on this machine, started by torchrun (torch.distributed.run '
+          f'--standalone)', flush=True)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=num_processes, run_id=str(uuid.uuid4()),
                           rdzv_backend='c10d', rdzv_endpoint='localhost:0', max_restarts=0)
     try:
