@@ -10,7 +10,7 @@ How the processes learn together (DistributedDataParallel's semantics, without i
 keep the agent's own state-dict keys and every agent, the user's too, is data-parallel through its one optimizer
 step):
 
-    parameters   broadcast from process 0 once built (and again after a resume), so every process starts equal
+    parameters   broadcast from process 0 once built (and loaded, on resume), so every process starts equal
     batch        batch_size is the global batch: every process draws the same batch indices from the same seeded
                  generator and learns from its own slice of them (shard)
     gradients    averaged over the processes before clipping and the optimizer's step (average_gradients, in
@@ -289,15 +289,15 @@ class Silent:
 def relaunch(num_processes: int, argv: list) -> int:
     """Runs `ML <argv>` as num_processes processes on this machine under torch's elastic launcher (torchrun
     --standalone: a free port, no other machine) and returns the exit code: 0, or the first failing process's (128 +
-    the signal's number for one a signal ended). Each process prints its own errors; the launcher's own report
-    stays quiet."""
+    the signal's number for one a signal ended). Process 0 prints the run's lines and its error, whichever process
+    failed (see report); the launcher's own log stays quiet, and it prints one line for a process a signal killed."""
     import logging
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-    for name in ('torch.distributed.elastic', 'torch.distributed.launcher'):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
-    os.environ.setdefault('LOGLEVEL', 'CRITICAL')  # the elastic agent's loggers read it when they are made
+    for name in list(logging.root.manager.loggerDict):  # the elastic agent's loggers, each with its own level
+        if name.startswith('torch.distributed'):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault('OMP_NUM_THREADS', '1')  # as torchrun: the processes share the cores
     print(f'ML: {num_processes} processes on this machine, started by torchrun (torch.distributed.run '
           f'--standalone)', flush=True)
