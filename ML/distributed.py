@@ -303,6 +303,7 @@ def relaunch(num_processes: int, argv: list) -> int:
           f'--standalone)', flush=True)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=num_processes, run_id=str(uuid.uuid4()),
                           rdzv_backend='c10d', rdzv_endpoint='localhost:0', max_restarts=0)
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         elastic_launch(config, entrypoint=sys.executable)('-P', '-m', 'ML', *argv)  # -P: never ./ML.py
     except ChildFailedError as error:
@@ -311,6 +312,9 @@ def relaunch(num_processes: int, argv: list) -> int:
             return failure.exitcode  # the process printed its own error
         print(f'ML: process {rank} of {num_processes} was killed ({failure.signal_name()})', file=sys.stderr)
         return 128 - failure.exitcode
-    except SignalException as error:
+    except SignalException as error:  # the agent passed the signal on to the processes, which saved
         return 128 + int(error.sigval)
+    finally:
+        for number, handler in handlers.items():  # the agent's handlers stay with the agent
+            signal.signal(number, handler)
     return 0
