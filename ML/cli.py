@@ -46,9 +46,9 @@ def main(argv=None):
         else:
             from ML import distributed
             from ML.training import launch
-            distributed.COMMAND['argv'] = argv
             try:
-                launch(*overrides)
+                with distributed.command():
+                    launch(*overrides)
             except distributed.Relaunch as wanted:  # num_processes=N: this command again, as N processes
                 code = distributed.relaunch(wanted.num_processes, argv)
                 if code:

@@ -32,7 +32,18 @@ from torch import nn
 from ML.errors import ConfigError, RunError
 from ML.interruptions import Interruptions
 
-COMMAND = {'argv': None}  # the ML command's own arguments, which it sets: a run of several processes relaunches it
+_COMMAND = {'running': False}  # whether the ML command runs this process's run (see command)
+
+
+@contextlib.contextmanager
+def command():
+    """Within, the run is the ML command's: one that asks for num_processes > 1 raises Relaunch, for the command to
+    start itself again as that many processes (relaunch), where a run from code is refused."""
+    _COMMAND['running'] = True
+    try:
+        yield
+    finally:
+        _COMMAND['running'] = False
 
 
 def launched() -> bool:
@@ -123,7 +134,7 @@ def start(device: str, num_processes: int = 1, online: bool = False) -> str:
         raise ConfigError(f'num_processes={max(processes, num_processes)}: reinforcement learning (Env=...) trains '
                           f'in one process; drop num_processes and the launcher (num_envs=N steps N environments)')
     if not launched():
-        if num_processes > 1 and COMMAND['argv'] is not None:
+        if num_processes > 1 and _COMMAND['running']:
             raise Relaunch(num_processes)
         if num_processes > 1:
             raise ConfigError(f'num_processes={num_processes}: the ML command starts the processes (ML '
@@ -205,7 +216,8 @@ def _peers():
         yield
     except RuntimeError as error:  # torch.distributed.DistBackendError and gloo's own are RuntimeErrors
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher now stops this process: it reports first
-        line = _reported() or f'ProcessLost: another process of the run ended ({str(error).strip().splitlines()[0]})'
+        line = _reported() or 'ProcessLost: another process of the run ended first (killed, or by an error its ' \
+                               'own output shows)'
         raise ProcessLost(line) from error
 
 
