@@ -174,6 +174,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         if replay_state is not None:
             replay.commit(paths.replay, replay_state)
 
+    saves = (c['save'] or online_replay) and distributed.is_main()  # process 0 alone writes checkpoints
     started = time.perf_counter()
     try:
         with stop:
@@ -183,8 +184,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                                  save_per_steps=c['save_per_steps'],
                                  learn_after=1 if c['stream'] else c['learn_after'],
                                  learn_per_steps=c['learn_per_steps'], learn_steps=c['learn_steps'],
-                                 offline=c['offline'], checkpoint=checkpoint if (c['save'] or online_replay)
-                                 and distributed.is_main() else None,
+                                 offline=c['offline'], checkpoint=checkpoint if saves else None,
                                  stop_requested=stop.agree, resumed=state.get('loop'),
                                  on_evaluation=on_evaluation)
     except KeyboardInterrupt as error:  # a second signal: stopped at once, the last checkpoint kept
