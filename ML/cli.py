@@ -1,5 +1,6 @@
 """The ML command: argv -> overrides -> launch, or a Hydra multirun with -m; bad input is one line on stderr."""
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -32,6 +33,10 @@ def main(argv=None):
             from ML.language import compose
             print(OmegaConf.to_yaml(compose.compose(overrides, Path.cwd())), end='')
         elif multirun:
+            processes = [arg for arg in overrides if re.fullmatch(r'\+*num_processes=(?!1$).*', arg)]
+            if processes:
+                fail(f'ConfigError: {processes[0]}: a sweep\'s members each run in one process; sweep on SLURM '
+                     f'with hydra.launcher.tasks_per_node, or run each member under torchrun')
             from ML.training import sweep
             members = sweep(overrides)
             crashed = [member for member in members if member.status == 'crashed']
@@ -39,15 +44,30 @@ def main(argv=None):
                 fail(f'{len(crashed)} of {len(members)} members crashed, the first '
                      f'({" ".join(crashed[0].overrides)}) with {crashed[0].error}')
         else:
+            from ML import distributed
             from ML.training import launch
-            launch(*overrides)
+            try:
+                with distributed.command():
+                    launch(*overrides)
+            except distributed.Relaunch as wanted:  # num_processes=N: this command again, as N processes
+                code = distributed.relaunch(wanted.num_processes, argv)
+                if code:
+                    sys.exit(code)
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':
             raise
+        code = 128 + error.signal if isinstance(error, Interrupted) else 1
+        distributed = sys.modules.get('ML.distributed')  # imported by a run; an error before one needs no torch
+        if distributed is not None and not distributed.is_main():  # process 0 prints for the run (see report)
+            if not isinstance(error, (Interrupted, distributed.ProcessLost)):
+                distributed.report(f'{type(error).__name__}: {error}')
+            sys.exit(code)
+        if distributed is not None and isinstance(error, distributed.ProcessLost):
+            fail(error.line)
         if getattr(error, 'frames', ''):  # the user's own code raised: its frames, as Python shows them, and no ML's
             print(error.frames, end='', file=sys.stderr)
         # a run a signal stopped exits as a shell reports it (128 + the signal's number: 143 for SIGTERM)
-        fail(f'{type(error).__name__}: {error}', 128 + error.signal if isinstance(error, Interrupted) else 1)
+        fail(f'{type(error).__name__}: {error}', code)
     except KeyboardInterrupt:
         fail('interrupted', 128 + signal.SIGINT)
 

@@ -120,7 +120,7 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
                 check_each_step = all(getattr(getattr(value, 'device', None), 'type', 'cpu') == 'cpu'
                                       for value in metrics.values())
             if not acting:  # offline, a frame is a data point learned from
-                counters.frame += len(batch.obs)
+                counters.frame += getattr(replay, 'served', len(batch.obs))  # several processes: every slice
                 if getattr(replay, 'pass_ended', False):
                     counters.epoch += 1
                     counters.episode += 1
@@ -139,9 +139,10 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
             evaluate()
 
         # save
-        if save_now(counters.step) or stop_requested():
+        stopping = stop_requested()  # asked once a step: several processes agree on it together
+        if save_now(counters.step) or stopping:
             save()
-        if stop_requested():
+        if stopping:
             return evaluation
 
     # the end: a last evaluation and checkpoint, unless this very step had them (a finished run resumed had both)

@@ -13,11 +13,10 @@ import numpy as np
 import torch
 import yaml
 
-from ML import crossval, mini, run
+from ML import crossval, distributed, mini, run
 from ML.agents.update import describe
 from ML.builders import make_agent, make_replay, make_world
 from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
-from ML.interruptions import Interruptions
 from ML.language import compose
 from ML.records import checkpoints, provenance, trackers
 from ML.records.logger import Logger, busy
@@ -85,9 +84,9 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     c = compose.live_objects(config, live or {})
     cwd = Path.cwd()
     root = root or cwd
-    device = _device(c['device'])
+    device = distributed.start(_device(c['device']), c['num_processes'], online=c['Env'] is not None)
     tracker_writers = trackers.chosen(c)  # each one installed
-    _seed(c['seed'])
+    _seed(distributed.process_seed(c['seed']))
 
     # build: world -> specs -> agent (everything that can fail on bad input fails here, before any write)
     world = make_world(c, cwd, device)
@@ -119,6 +118,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         counters = Counters(**state['counters'])
         notes.insert(0, _resume_line(path, counters, state['config'], config, cwd))
         resuming = path.resolve() == paths.checkpoint.resolve()  # its own folder goes on; another run's starts one
+    distributed.check_agent(agent)
+    distributed.broadcast_state(agent)  # every process starts from process 0's weights
     envs_resumed = bool(state.get('world')) and world.online and world.load_state_dict(state['world'])
     if world.online and state.get('world') is not None and not envs_resumed:
         notes.append(f'Env={world.name} could not be saved mid-episode: its environments start new episodes')
@@ -137,10 +138,11 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                           f'{" and more" if len(unclean) > 3 else ""}; commit them, or run with git_clean=false')
 
     # the run's folder: claimed (one writer at a time), an earlier run moved aside or its logs cut back
-    folder = RunFolder(paths)
+    folder = RunFolder(paths) if distributed.is_main() else distributed.Silent()  # one writer: process 0
     earlier = folder.claim(checkpoints=c['save'])
     try:
-        checkpoints.remove_temporaries(paths.checkpoint)
+        if distributed.is_main():
+            checkpoints.remove_temporaries(paths.checkpoint)
         if earlier is not None and earlier.status in ('running', 'interrupted') and not resuming:
             notes.append(_earlier_line(earlier, paths, cwd))
         history = _resume_history(paths.folder, counters, c['load']) if resuming else []
@@ -162,7 +164,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     for line in [getattr(world, 'description', None),
                  accelerated and describe(c['precision'], c['accelerate'], device, c['compile'], c['channels_last']),
                  *notes]:
-        if line:
+        if line and distributed.is_main():
             print(f'ML: {line}')
 
     unit = 'step' if c['train_steps'] is not None or c['train_frames'] is None else 'frame'
@@ -173,9 +175,10 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         group=tracking['group'] or (c['experiment'] if member else None),  # a sweep's members, shown together
         entity=tracking['entity'], tags=tuple(tracking['tags']), uri=tracking['uri'], start_step=counters.step)
     logger = Logger(tracked, total=c['train_steps'] if unit == 'step' else c['train_frames'], unit=unit,
-                    progress=c['progress'], elapsed=state.get('elapsed', 0.0), trackers=tracker_writers, config=config)
+                    progress=c['progress'], elapsed=state.get('elapsed', 0.0), trackers=tracker_writers, config=config,
+                    main_process=distributed.is_main())  # the other processes log nothing
     online_replay = world.online and not c['stream'] and not c['offline']
-    stop = Interruptions()
+    stop = distributed.AgreedInterruptions()  # a signal to any process stops every process on the same step
 
     def checkpoint(counters, loop):
         """The run saved as one unit: the replay's arrays, then the checkpoint naming them, then the replay made
@@ -191,6 +194,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         if replay_state is not None:
             replay.commit(paths.replay, replay_state)
 
+    saves = (c['save'] or online_replay) and distributed.is_main()  # process 0 alone writes checkpoints
     started = time.perf_counter()
     try:
         with stop:
@@ -200,8 +204,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                                  save_per_steps=c['save_per_steps'],
                                  learn_after=1 if c['stream'] else c['learn_after'],
                                  learn_per_steps=c['learn_per_steps'], learn_steps=c['learn_steps'],
-                                 offline=c['offline'], checkpoint=checkpoint if c['save'] or online_replay else None,
-                                 stop_requested=lambda: stop.requested is not None, resumed=state.get('loop'),
+                                 offline=c['offline'], checkpoint=checkpoint if saves else None,
+                                 stop_requested=stop.agree, resumed=state.get('loop'),
                                  on_evaluation=on_evaluation)
         logger.log_artifact(paths.folder / 'config.yaml')
         if c['save'] and c['tracking']['log_model']:
@@ -235,8 +239,9 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     folder.release()
     scores = ', '.join(f'{key} {_score(key, value)}' for key, value in (evaluation or {}).items())
     saved_to = f', checkpoint {_shown(paths.checkpoint, cwd)}' if c['save'] else ''
-    print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
-          f'{"evaluation" if world.online else "test"} {scores}; logs {_shown(paths.folder, cwd)}{saved_to}')
+    if distributed.is_main():
+        print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
+              f'{"evaluation" if world.online else "test"} {scores}; logs {_shown(paths.folder, cwd)}{saved_to}')
     return RunResult(agent.train(False), evaluation or {}, counters, paths.folder,
                      paths.checkpoint if c['save'] else None)
 
@@ -326,7 +331,7 @@ def _seed(seed: int):
 # settings a resumed run may change (the budget, the cadence of logs and saves, where it runs) without being another
 # run: a sweep member, or load=true, matches its run on every other key
 RESUMABLE = {'load', 'progress', 'device', 'variant', 'train_steps', 'train_frames', 'save', 'save_per_steps',
-             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers',
+             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers', 'num_processes',
              'tensorboard', 'wandb', 'mlflow', 'tracking'}  # where a run is tracked
 
 

@@ -18,6 +18,7 @@ import contextlib
 import torch
 from torch import nn
 
+from ML import distributed
 from ML.errors import ConfigError
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -76,6 +77,9 @@ class Update:
                               every N-th call on their summed gradients: with a mean loss over N equal parts of a
                               batch, the step of the whole batch (PyTorch Lightning's accumulate_grad_batches)
 
+    Run as one of several processes (ML/distributed.py), the gradients are averaged over the processes right before
+    the step (after accumulating, before unscaling and clipping), in one all-reduce, as DistributedDataParallel's.
+
     Raises ConfigError for a precision it does not know, a max_grad_norm <= 0 or an accumulate_grad_batches < 1.
     """
 
@@ -123,6 +127,7 @@ class Update:
         if done < self.accumulate_grad_batches:
             return None
 
+        distributed.average_gradients(parameters)  # several processes: each one's slice, averaged as DDP does
         grad_norm = None
         if self.max_grad_norm is not None:
             if self.scaler:

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from torchvision.transforms.functional import pil_to_tensor
 from tqdm import tqdm
 
+from ML import distributed
 from ML.errors import CheckpointError, ConfigError, MLError, ShapeError
 from ML.specs import Batch, Spec
 
@@ -372,17 +373,21 @@ class DatasetWorld:
         return classes
 
     def _test_batches(self, size: int):
+        """This process's shard of the test data (all of it when alone), in batches."""
         if self.test_stream is None:
-            for start in range(0, len(self.test_labels), size):
-                yield self.test_obs[start:start + size], self.test_labels[start:start + size]
+            obs, labels = distributed.shard(self.test_obs), distributed.shard(self.test_labels)
+            for start in range(0, len(labels), size):
+                yield obs[start:start + size], labels[start:start + size]
         else:
-            for obs, label in self.test_stream.read(_plan(torch.arange(len(self.test)), size, self.seed, TEST)):
+            indices = distributed.shard(torch.arange(len(self.test)))
+            for obs, label in self.test_stream.read(_plan(indices, size, self.seed, TEST)):
                 yield obs.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
 
     @torch.no_grad()
     def evaluate(self, agent, counters) -> dict:
         """Accuracy (classification) or mean squared error per sample (regression, over each target's values) of
-        the greedy agent on the test data."""
+        the greedy agent on the test data. Several processes score a shard each and add their sums and counts."""
+        distributed.broadcast_state(agent, buffers_only=True)  # several processes score with process 0's batch norm
         total, score = 0, torch.zeros((), device=self.device)
         for obs, label in self._test_batches(max(self.batch_size, 1024)):
             obs, label = self.items.batch(obs, label)
@@ -392,7 +397,9 @@ class DatasetWorld:
             else:
                 score += ((prediction.float().reshape(label.shape) - label) ** 2).reshape(len(label), -1).mean(1).sum()
             total += len(label)
-        return {'accuracy' if self.suite == 'classify' else 'mse': score.item() / total}
+        sums = torch.stack([score.double(), torch.tensor(float(total), dtype=torch.float64, device=self.device)])
+        score, total = distributed.sum_over_processes(sums).tolist()
+        return {'accuracy' if self.suite == 'classify' else 'mse': score / total}
 
     def close(self):
         """Ends the DataLoader workers of streamed data."""
@@ -407,6 +414,8 @@ class DataReplay:
     `num_workers` DataLoader workers (0: this process), each batch under its own seed. Either way a pass takes the
     samples in an order drawn from a generator seeded with `seed`, `batch_size` at a time (the last batch of a pass
     may be smaller); samples are Batch(obs=float32 (B, *obs_shape), label=int64 (B,) or float32 (B, *target_shape)).
+    batch_size is the global batch: a process learning with others (ML/distributed.py) draws the same order and
+    takes its slice of each batch; `served` is the whole batch's size, the samples all the processes learned from.
 
     state_dict() is where the replay stands (the generator's state at the start of the pass, the pass, the samples
     served in it), so that a replay of the same data given it by load_state_dict serves exactly the batches this
@@ -420,7 +429,7 @@ class DataReplay:
         self.items = items or Items(dataset[0])
         self.batch_size, self.device, self.seed, self.size = batch_size, torch.device(device), seed, len(dataset)
         self.generator = torch.Generator().manual_seed(seed)
-        self.passes, self.pass_ended, self.augment = 0, False, None
+        self.passes, self.pass_ended, self.served, self.augment = 0, False, 0, None
         self.stream = _Stream(dataset, self.items, num_workers, device, seed) if stream else None
         if self.stream is None:
             self.obs, self.labels = (tensor.to(self.device) for tensor in _read(dataset, self.items, seed))
@@ -435,16 +444,19 @@ class DataReplay:
         if self.stream is None:
             self.order = self.order.to(self.device)
         else:
-            self.batches = self.stream.read(_plan(self.order[position:], self.batch_size, self.seed, TRAIN,
-                                                  self.passes, first=position // self.batch_size))
+            plan = _plan(self.order[position:], self.batch_size, self.seed, TRAIN, self.passes,
+                         first=position // self.batch_size)
+            self.batches = self.stream.read([(seed, distributed.shard(indices)) for seed, indices in plan])
 
     def sample(self) -> Batch:
+        """The next batch, or this process's slice of it when it learns with others (see ML/distributed.py)."""
+        self.served = min(self.batch_size, self.size - self.position)  # the whole batch, all processes' slices
         if self.stream is None:
-            indices = self.order[self.position:self.position + self.batch_size]
+            indices = distributed.shard(self.order[self.position:self.position + self.batch_size])
             obs, label = self.obs[indices], self.labels[indices]
         else:
             obs, label = (tensor.to(self.device, non_blocking=True) for tensor in next(self.batches))
-        self.position += len(label)
+        self.position += self.served
         self.pass_ended = self.position >= self.size
         if self.pass_ended:
             self.passes += 1

@@ -1,0 +1,147 @@
+"""Data-parallel training: two gloo processes on the same global batch learn what one process learns, write what one
+process writes, stop together, and say in one line why they stopped."""
+import csv
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import ML
+from conftest import checkpoint, ml, run_dir
+from ML.errors import ConfigError
+
+PROBE = '''
+    import os
+    import signal
+
+    import torch
+    from torch import nn
+
+
+    class Model(nn.Linear):
+        """A linear head on the digits that misbehaves in process $PROBE_RANK from its forward pass number $PROBE_AT:
+        $PROBE=nan turns its output nan, $PROBE=sigterm sends its own process SIGTERM (once)."""
+
+        def __init__(self, in_shape, out_shape):
+            super().__init__(64, out_shape[0])
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1
+            output = super().forward(x.flatten(1))
+            probe, at = os.environ.get('PROBE'), int(os.environ.get('PROBE_AT', 0))
+            if probe is None or os.environ.get('RANK') != os.environ['PROBE_RANK'] or self.calls < at:
+                return output
+            if probe == 'sigterm' and self.calls == at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return output * torch.nan if probe == 'nan' else output
+'''
+
+# 20 steps of the global batch of 256 over the 1,438 training digits (a pass ends with 158 = 79 + 79 samples)
+RUN = ['Model=Probe.Model', 'train_steps=20', 'eval_per_steps=10', 'log_per_steps=5', 'progress=false']
+
+
+def folder(tmp: Path) -> Path:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / 'Probe.py').write_text(textwrap.dedent(PROBE).lstrip())
+    return tmp
+
+
+def files(cwd: Path) -> list:
+    """Every file a run left, by its path in the user's directory."""
+    return sorted(str(path.relative_to(cwd)) for path in cwd.rglob('*') if path.is_file())
+
+
+def weights(cwd: Path) -> dict:
+    return torch.load(checkpoint(cwd), weights_only=True)['agent']
+
+
+def accuracies(cwd: Path) -> list:
+    with open(run_dir(cwd) / 'eval.csv') as file:
+        return [(row['step'], row['accuracy']) for row in csv.DictReader(file)]
+
+
+def untimed(text: str) -> str:
+    return re.sub(r' in [\d.]+s;', ' in <time>;', text)
+
+
+@pytest.fixture(scope='module')
+def alone(tmp_path_factory):
+    """The run in one process: what two processes must match."""
+    cwd = folder(tmp_path_factory.mktemp('alone'))
+    return cwd, ml(*RUN, cwd=cwd)
+
+
+def test_two_processes_learn_and_write_what_one_process_does_on_the_same_global_batch(alone, tmp_path):
+    one, alone_result = alone
+    two = folder(tmp_path)
+    result = ml(*RUN, 'num_processes=2', cwd=two)
+    # the same weights within fp32 rounding (the two halves' gradients are averaged, not summed in one pass)
+    for name, value in weights(one).items():
+        torch.testing.assert_close(weights(two)[name], value, rtol=1e-5, atol=1e-6)
+    # the evaluations, each process scoring half the test digits, add up to the one process's, step by step
+    assert accuracies(two) == accuracies(one) and [step for step, _ in accuracies(two)] == ['10', '20']
+    # process 0 alone wrote: the same files as one process, and its lines alone (no second process's)
+    assert files(two) == files(one)
+    assert untimed(result.stdout) == ('ML: 2 processes on this machine, started by torchrun (torch.distributed.run '
+                                      '--standalone)\n' + untimed(alone_result.stdout))
+    assert result.stderr == ''
+    config = (run_dir(two) / 'config.yaml').read_text()
+    assert 'num_processes: 2' in config and 'batch_size: 256' in config
+
+
+def test_torchrun_starts_ml_as_one_process_of_several(alone, tmp_path):
+    one, _ = alone
+    two = folder(tmp_path)
+    environment = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    result = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
+                             '-m', 'ML', *RUN], cwd=two, capture_output=True, text=True, env=environment,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name, value in weights(one).items():
+        torch.testing.assert_close(weights(two)[name], value, rtol=1e-5, atol=1e-6)
+    assert accuracies(two) == accuracies(one) and files(two) == files(one)
+
+
+def test_an_error_in_one_process_ends_the_run_in_one_line(tmp_path):
+    cwd = folder(tmp_path)
+    # process 1's loss turns nan on its forward pass 5 (learning step 4: pass 1 checked the model's shapes)
+    result = ml(*RUN, 'num_processes=2', cwd=cwd, check=False, env={'PROBE': 'nan', 'PROBE_RANK': '1',
+                                                                    'PROBE_AT': '5'})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == ['ML: NonFiniteLoss: loss is nan at step 4 (process 1 of 2)']
+    assert (run_dir(cwd) / 'status').read_text() == 'crashed\n'
+    assert 'loss is nan at step 4 (process 1 of 2)' in (run_dir(cwd) / 'crash.txt').read_text()
+    assert not checkpoint(cwd).exists()
+
+
+def test_a_signal_to_one_process_stops_every_process_on_one_step_and_the_run_resumes(alone, tmp_path):
+    one, _ = alone
+    cwd = folder(tmp_path)
+    # process 1 alone gets SIGTERM on its forward pass 7 (learning step 6): both save at step 6 and stop there
+    result = ml(*RUN, 'num_processes=2', cwd=cwd, check=False, env={'PROBE': 'sigterm', 'PROBE_RANK': '1',
+                                                                    'PROBE_AT': '7'})
+    assert result.returncode == 143, result.stderr[-3000:]
+    assert 'ML: Interrupted: SIGTERM at step 6: saved Checkpoints' in result.stderr
+    assert (run_dir(cwd) / 'status').read_text() == 'interrupted\n'
+    assert torch.load(checkpoint(cwd), weights_only=True)['counters']['step'] == 6
+    # every process resumes from the checkpoint process 0 wrote, and ends where an uninterrupted run ends
+    ml(*RUN, 'num_processes=2', 'load=true', cwd=cwd)
+    for name, value in weights(one).items():
+        torch.testing.assert_close(weights(cwd)[name], value, rtol=1e-5, atol=1e-6)
+    assert accuracies(cwd) == accuracies(one)
+
+
+def test_several_processes_are_the_ml_commands_or_a_launchers(user_dir):
+    with pytest.raises(ConfigError, match=r'num_processes=2: the ML command starts the processes .* torchrun '
+                                          r'--nproc_per_node 2'):
+        ML.launch('num_processes=2', 'progress=false')
+    with pytest.raises(ConfigError, match=r'num_processes=2: reinforcement learning \(Env=...\) trains in one '
+                                          r'process'):
+        ML.launch('task=RL', 'Env=CartPole-v1', 'num_processes=2', 'progress=false')
+    assert not (user_dir / 'Benchmarking').exists()
