@@ -14,13 +14,14 @@ import torch
 import yaml
 
 from ML import run
-from ML.agents.update import describe
+from ML.agents.update import describe, metric_schedulers
 from ML.builders import make_agent, make_replay, make_world
 from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
 from ML.interruptions import Interruptions
 from ML.language import compose
 from ML.records import checkpoints, provenance
 from ML.records.logger import Logger
+from ML.records.monitor import Monitor, evaluation_metrics, task_score
 from ML.records.run_folder import RunFolder, RunPaths, describe_owner, remove_replay
 from ML.specs import Counters, RunResult, Spec
 
@@ -75,6 +76,9 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     after a signal stopped the run (its checkpoint saved)."""
     c = compose.live_objects(config, live or {})
     cwd = Path.cwd()
+    if c['evaluate'] and not c['load']:
+        raise CheckpointError("evaluate=true: no checkpoint to evaluate; give load=true (this experiment's), "
+                              "load=best, load='words' or load=path.pt")
     device = _device(c['device'])
     _seed(c['seed'])
 
@@ -105,6 +109,10 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         counters = Counters(**state['counters'])
         notes.insert(0, _resume_line(path, counters, state['config'], config, cwd))
         resuming = path.resolve() == paths.checkpoint.resolve()  # its own folder goes on; another run's starts one
+        if c['evaluate']:  # the checkpoint evaluated, one marked row in eval.csv, nothing else written
+            from ML.evaluation import evaluate_checkpoint
+            return evaluate_checkpoint(world, agent, counters, checkpoint=path, paths=paths,
+                                       elapsed=state.get('elapsed', 0.0), video=c['video'], cwd=cwd)
     envs_resumed = bool(state.get('world')) and world.online and world.load_state_dict(state['world'])
     if world.online and state.get('world') is not None and not envs_resumed:
         notes.append(f'Env={world.name} could not be saved mid-episode: its environments start new episodes')
@@ -115,6 +123,13 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                      'checkpoint): the replay refills before learning goes on')
     if state and not world.online and callable(getattr(replay, 'load_state_dict', None)) and 'replay' in state:
         replay.load_state_dict(state['replay'])  # the data's order and the place in the current pass
+
+    # the monitored metric: early stopping, the best checkpoint and the schedulers stepped with a metric
+    stop_early = c['early_stop']
+    monitor = Monitor(stop_early['metric'] or task_score(world), stop_early['mode'], stop_early['patience'],
+                      stop_early['min_delta'], keep_best=c['save_best'], schedulers=metric_schedulers(agent),
+                      scheduler_mode=(c['scheduler'] or {}).get('mode'))
+    monitor.check(evaluation_metrics(world, agent))
 
     git = provenance.git_state(cwd)
     if c['git_clean'] and provenance.dirty(git):
@@ -171,6 +186,11 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         if replay_state is not None:
             replay.commit(paths.replay, replay_state)
 
+    def save_best(counters, loop):
+        """The best evaluation's weights, its optimizers' states and counters, beside the last checkpoint."""
+        checkpoints.save(checkpoints.best_path(paths.checkpoint), agent, {**config, 'specs': plain_specs}, counters,
+                         elapsed=logger.elapsed(), loop=loop)
+
     started = time.perf_counter()
     try:
         with stop:
@@ -182,7 +202,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                                  learn_per_steps=c['learn_per_steps'], learn_steps=c['learn_steps'],
                                  offline=c['offline'], checkpoint=checkpoint if c['save'] or online_replay else None,
                                  stop_requested=lambda: stop.requested is not None, resumed=state.get('loop'),
-                                 on_evaluation=on_evaluation)
+                                 on_evaluation=on_evaluation, monitor=monitor,
+                                 save_best=save_best if c['save_best'] else None)
     except KeyboardInterrupt as error:  # a second signal: stopped at once, the last checkpoint kept
         logger.close()
         folder.set_status('interrupted')
@@ -212,8 +233,13 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     folder.release()
     scores = ', '.join(f'{key} {_score(key, value)}' for key, value in (evaluation or {}).items())
     saved_to = f', checkpoint {paths.checkpoint.relative_to(cwd)}' if c['save'] else ''
+    if c['save_best'] and monitor.best is not None:
+        saved_to += (f', best {checkpoints.best_path(paths.checkpoint).relative_to(cwd)} ({monitor.metric} '
+                     f'{monitor.shown(monitor.best)} at step {monitor.best_step})')
+    stopped = f'; {monitor.summary()}' if monitor.stopped else ''
     print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
-          f'{"evaluation" if world.online else "test"} {scores}; logs {paths.folder.relative_to(cwd)}{saved_to}')
+          f'{"evaluation" if world.online else "test"} {scores}{stopped}; logs {paths.folder.relative_to(cwd)}'
+          f'{saved_to}')
     return RunResult(agent.train(False), evaluation or {}, counters, paths.folder,
                      paths.checkpoint if c['save'] else None)
 
@@ -298,7 +324,8 @@ def _seed(seed: int):
 # settings a resumed run may change (the budget, the cadence of logs and saves, where it runs) without being another
 # run: a sweep member, or load=true, matches its run on every other key
 RESUMABLE = {'load', 'progress', 'device', 'variant', 'train_steps', 'train_frames', 'save', 'save_per_steps',
-             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers'}
+             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers', 'evaluate', 'early_stop',
+             'save_best'}
 
 
 def _settings(config: dict) -> dict:

@@ -14,6 +14,8 @@ with "AcceleratorState has already been initialized"), and runs in one process (
 ML.launch from a notebook) may each ask their own.
 """
 import contextlib
+import functools
+import inspect
 
 import torch
 from torch import nn
@@ -60,6 +62,28 @@ def describe(precision='fp32', accelerate=False, device='cpu', compile=False, ch
     return '; '.join(parts)
 
 
+def takes_metric(scheduler) -> bool:
+    """Whether a scheduler steps with a metric (torch's ReduceLROnPlateau, or any whose step() names `metrics`):
+    the loop steps those after each evaluation with the monitored metric (ML.records.monitor), not per update."""
+    return not isinstance(scheduler, (torch.optim.Optimizer, type)) and _step_takes_metric(type(scheduler))
+
+
+@functools.lru_cache(maxsize=None)  # asked once per learning step: a signature is read once per class
+def _step_takes_metric(kind: type) -> bool:
+    if issubclass(kind, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return True
+    step = getattr(kind, 'step', None)
+    try:
+        return callable(step) and 'metrics' in inspect.signature(step).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+
+
+def metric_schedulers(agent) -> list:
+    """The schedulers an agent holds as attributes whose step() takes a metric (see takes_metric)."""
+    return [value for value in vars(agent).values() if takes_metric(value)]
+
+
 class Update:
     """Backward, accumulation, mixed precision, clipping and the optimizer step, for any agent: the engine builds
     one from the run's keys (precision, accelerate, max_grad_norm, accumulate_grad_batches) and hands it to every
@@ -103,8 +127,8 @@ class Update:
 
     def __call__(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler=None):
         """Backward of `loss` (a scalar tensor) into the parameters `optimizer` steps, then, once every
-        accumulate_grad_batches calls, clip, step the optimizer and the scheduler (if any), and clear the gradients
-        before the next cycle. The other parameters the loss reaches are left alone: an actor's loss through a
+        accumulate_grad_batches calls, clip, step the optimizer and the scheduler (if any; one that steps with a
+        metric steps after each evaluation instead), and clear the gradients before the next cycle. The other parameters the loss reaches are left alone: an actor's loss through a
         critic leaves the critic's gradients as they were.
 
         Returns the gradients' global L2 norm before clipping (a 0-d tensor) on a step that clipped, else None.
@@ -133,7 +157,7 @@ class Update:
             self.scaler.update()         # ... and then the scale halves; it doubles after 2000 clean steps
         else:
             optimizer.step()
-        if scheduler is not None:
+        if scheduler is not None and not takes_metric(scheduler):
             scheduler.step()
         return grad_norm
 

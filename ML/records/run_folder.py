@@ -136,7 +136,8 @@ class RunFolder:
 
     def move_aside(self):
         """An earlier run's logs, checkpoint and replay move to <name>~<time> beside where they were, together."""
-        leftovers = [path for path in (self.paths.checkpoint, self.paths.replay) if path.exists()]
+        best = self.paths.checkpoint.with_name(f'{self.paths.checkpoint.stem}.best.pt')  # save_best=true's
+        leftovers = [path for path in (self.paths.checkpoint, best, self.paths.replay) if path.exists()]
         logs = [path for path in self.folder.iterdir() if path.name != '.lock']
         if not logs and not leftovers:
             return

@@ -364,17 +364,24 @@ class DatasetWorld:
     @torch.no_grad()
     def evaluate(self, agent, counters) -> dict:
         """Accuracy (classification) or mean squared error per sample (regression, over each target's values) of
-        the greedy agent on the test data."""
-        total, score = 0, torch.zeros((), device=self.device)
+        the greedy agent on the test data; and `loss`, the agent's training loss averaged over the test samples,
+        when the agent has test(obs, label) -> (prediction, mean loss) (ML.agents.classifier)."""
+        total, score, loss = 0, torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+        tested = callable(getattr(agent, 'test', None))
         for obs, label in self._test_batches(max(self.batch_size, 1024)):
             obs, label = self.items.batch(obs, label)
-            prediction = agent.act(obs, counters, greedy=True)
+            if tested:
+                prediction, batch_loss = agent.test(obs, label)
+                loss += batch_loss * len(label)
+            else:
+                prediction = agent.act(obs, counters, greedy=True)
             if self.suite == 'classify':
                 score += (prediction == label).sum()
             else:
                 score += ((prediction.float().reshape(label.shape) - label) ** 2).reshape(len(label), -1).mean(1).sum()
             total += len(label)
-        return {'accuracy' if self.suite == 'classify' else 'mse': score.item() / total}
+        return {'accuracy' if self.suite == 'classify' else 'mse': score.item() / total,
+                **({'loss': loss.item() / total} if tested else {})}
 
     def close(self):
         """Ends the DataLoader workers of streamed data."""
