@@ -127,8 +127,8 @@ class Update:
 
     def __call__(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, scheduler=None):
         """Backward of `loss` (a scalar tensor) into the parameters `optimizer` steps, then, once every
-        accumulate_grad_batches calls, clip, step the optimizer and the scheduler (if any; one that steps with a
-        metric steps after each evaluation instead), and clear the gradients before the next cycle. The other parameters the loss reaches are left alone: an actor's loss through a
+        accumulate_grad_batches calls, clip, step the optimizer and the scheduler (if any), and clear the gradients
+        before the next cycle. The other parameters the loss reaches are left alone: an actor's loss through a
         critic leaves the critic's gradients as they were.
 
         Returns the gradients' global L2 norm before clipping (a 0-d tensor) on a step that clipped, else None.
@@ -157,7 +157,7 @@ class Update:
             self.scaler.update()         # ... and then the scale halves; it doubles after 2000 clean steps
         else:
             optimizer.step()
-        if scheduler is not None and not takes_metric(scheduler):
+        if scheduler is not None and not takes_metric(scheduler):  # a metric's steps follow evaluations
             scheduler.step()
         return grad_norm
 
