@@ -115,7 +115,8 @@ class Monitor:
             return ''
         return (f'stopped early at evaluation {self.evaluations} (step {self.stopped_at}): {self.metric} '
                 f'{self.shown(self.best)} at evaluation {self.best_evaluation} (step {self.best_step}) was not '
-                f'bettered in {self.waited} evaluations (early_stop.patience={self.patience})')
+                f'bettered in {self.waited} evaluation{"s" if self.waited > 1 else ""} '
+                f'(early_stop.patience={self.patience})')
 
     def shown(self, score) -> str:
         return f'{score:.2%}' if self.metric == 'accuracy' else f'{score:.4g}'
