@@ -61,6 +61,11 @@ class Monitor:
         if mode not in (*MODES, None):
             raise ConfigError(f'early_stop.mode={mode}: expected min or max (or null: min for an mse, loss or '
                               f'error, max for others)')
+        if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 1):
+            raise ConfigError(f'early_stop.patience={patience}: expected a number of evaluations, 1 or more (or '
+                              f'null: never stop early)')
+        if not (min_delta or 0.0) >= 0:
+            raise ConfigError(f'early_stop.min_delta={min_delta}: expected a change of 0 or more')
         self.metric, self.patience, self.min_delta = metric, patience, float(min_delta or 0.0)
         self.mode = mode or ('min' if minimizes(metric) else 'max')
         self.keep_best, self.schedulers = keep_best, list(schedulers)
