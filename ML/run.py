@@ -42,7 +42,7 @@ def check_finite(metrics: dict, step: int):
 def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, train_frames=None,
         eval_per_steps=None, log_per_steps=100, save_per_steps=None, learn_after=0, learn_per_steps=1,
         learn_steps=1, offline=False, checkpoint=None, stop_requested=lambda: False, resumed: dict = None,
-        on_evaluation=None) -> dict:
+        on_evaluation=None, monitor=None, save_best=None) -> dict:
     """Trains until a budget is spent or a stop is requested; returns the last evaluation's metrics.
 
     The loop acts in the world when it is an environment (world.online) and the run is not offline (learning from a
@@ -55,9 +55,15 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
     the loop then saves and returns at once, without a final evaluation. on_evaluation(counters, evaluation) is
     called after each evaluation is logged (a search's pruner reads it there, and may raise to stop the run).
 
+    monitor (ML.records.monitor.Monitor) reads each evaluation's monitored metric: it steps the schedulers that
+    take a metric, and the loop ends, as a completed run, once it has stopped early (early_stop.patience); its state
+    is part of loop_state, so a resumed run goes on counting. save_best(counters, loop_state) saves the checkpoint
+    of an evaluation better than every earlier one, right after it, before any further learning changes the weights.
+
     Raises NonFiniteLoss when learn() returns a nan or infinite number (checked on the steps that write a row or
     save, and every step on the CPU, where reading a number costs no device sync), before any checkpoint is saved.
-    An evaluation that raises keeps the training: the checkpoint is saved first, then the error goes on.
+    An evaluation that raises, or that lacks the metric the monitor watches (ConfigError naming early_stop.metric),
+    keeps the training: the checkpoint is saved first, then the error goes on.
     """
     acting = world.online and not offline
     evaluate_now, log_now, save_now, learn_now = (Every(eval_per_steps), Every(log_per_steps),
@@ -67,18 +73,24 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
     evaluated_at = resumed.get('evaluated_at')
     saved_at = counters.step if resumed else None  # a resumed run starts from a checkpoint of this very step
     metrics, learned, check_each_step = {}, False, True
+    if monitor is not None:
+        monitor.load_state_dict(resumed.get('monitor'))
 
     def done() -> bool:
         return ((train_steps is not None and counters.step >= train_steps)
-                or (train_frames is not None and counters.frame >= train_frames))
+                or (train_frames is not None and counters.frame >= train_frames)
+                or (monitor is not None and monitor.stopped))
+
+    def loop_state() -> dict:
+        return {'episode_returns': list(episode_returns), 'evaluation': evaluation, 'evaluated_at': evaluated_at,
+                **({'monitor': monitor.state_dict()} if monitor is not None else {})}
 
     def save():
         nonlocal saved_at
         if checkpoint is not None:
             if learned:
                 check_finite(metrics, counters.step)
-            checkpoint(counters, {'episode_returns': list(episode_returns), 'evaluation': evaluation,
-                                  'evaluated_at': evaluated_at})
+            checkpoint(counters, loop_state())
         saved_at = counters.step
 
     def evaluate():
@@ -86,11 +98,15 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
         try:
             with eval_mode(agent):
                 evaluation = world.evaluate(agent, counters)
+            if monitor is not None:
+                monitor.check(evaluation)
         except Exception:
             save()  # evaluating changes no weights: what was learned so far is kept
             raise
         evaluated_at = counters.step
         logger.eval(counters, evaluation)
+        if monitor is not None and monitor.update(evaluation, counters.step) and save_best is not None:
+            save_best(counters, loop_state())
         if on_evaluation is not None:
             on_evaluation(counters, evaluation)
 
@@ -145,7 +161,8 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
         if stopping:
             return evaluation
 
-    # the end: a last evaluation and checkpoint, unless this very step had them (a finished run resumed had both)
+    # the end: a last evaluation and checkpoint, unless this very step had them (a finished run resumed had both,
+    # and a run stopped early stopped at an evaluation)
     if evaluated_at != counters.step:
         evaluate()
     if saved_at != counters.step:

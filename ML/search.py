@@ -23,6 +23,7 @@ from hydra.plugins.sweeper import Sweeper
 
 from ML import search_space, search_study
 from ML.errors import ConfigError, MLError, Pruned
+from ML.records.monitor import minimizes
 from ML.specs import Member
 
 SWEEPER = 'ML_search'  # hydra/sweeper=ML_search
@@ -297,7 +298,7 @@ class Settings:
             if search[key] not in known:
                 raise ConfigError(f'search.{key}={search[key]}: expected one of {", ".join(map(str, known))}')
         objective = search.objective or ('return' if config.Env is not None else 'accuracy')
-        direction = search.direction or ('minimize' if objective.endswith(('mse', 'loss', 'error')) else 'maximize')
+        direction = search.direction or ('minimize' if minimizes(objective) else 'maximize')
         n_jobs = search.n_jobs if search.n_jobs is not None else _launcher_jobs(config.hydra.launcher)
         if not isinstance(n_jobs, int) or n_jobs < 1:
             raise ConfigError(f'search.n_jobs={n_jobs}: expected the number of trials launched at once, 1 or more')

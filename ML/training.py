@@ -14,12 +14,13 @@ import torch
 import yaml
 
 from ML import crossval, distributed, mini, run
-from ML.agents.update import describe
+from ML.agents.update import describe, metric_schedulers
 from ML.builders import make_agent, make_replay, make_world
 from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
 from ML.language import compose
 from ML.records import checkpoints, provenance, trackers
 from ML.records.logger import Logger, busy
+from ML.records.monitor import Monitor, evaluation_metrics, task_score
 from ML.records.run_folder import RunFolder, RunPaths, describe_owner, remove_replay
 from ML.specs import Counters, RunResult, Spec
 
@@ -84,6 +85,9 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     c = compose.live_objects(config, live or {})
     cwd = Path.cwd()
     root = root or cwd
+    if c['evaluate'] and not c['load']:
+        raise CheckpointError("evaluate=true: no checkpoint to evaluate; give load=true (this experiment's), "
+                              "load=best, load='words' or load=path.pt")
     device = distributed.start(_device(c['device']), c['num_processes'], online=c['Env'] is not None)
     tracker_writers = trackers.chosen(c)  # each one installed
     _seed(distributed.process_seed(c['seed']))
@@ -118,6 +122,10 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         counters = Counters(**state['counters'])
         notes.insert(0, _resume_line(path, counters, state['config'], config, cwd))
         resuming = path.resolve() == paths.checkpoint.resolve()  # its own folder goes on; another run's starts one
+        if c['evaluate']:  # the checkpoint evaluated, one marked row in eval.csv, nothing else written
+            from ML.evaluation import evaluate_checkpoint
+            return evaluate_checkpoint(world, agent, counters, checkpoint=path, paths=paths,
+                                       elapsed=state.get('elapsed', 0.0), video=c['video'], cwd=cwd)
     distributed.check_agent(agent)
     distributed.broadcast_state(agent)  # every process starts from process 0's weights
     envs_resumed = bool(state.get('world')) and world.online and world.load_state_dict(state['world'])
@@ -130,6 +138,13 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                      'checkpoint): the replay refills before learning goes on')
     if state and not world.online and callable(getattr(replay, 'load_state_dict', None)) and 'replay' in state:
         replay.load_state_dict(state['replay'])  # the data's order and the place in the current pass
+
+    # the monitored metric: early stopping, the best checkpoint and the schedulers stepped with a metric
+    stop_early = c['early_stop']
+    monitor = Monitor(stop_early['metric'] or task_score(world), stop_early['mode'], stop_early['patience'],
+                      stop_early['min_delta'], keep_best=c['save_best'], schedulers=metric_schedulers(agent),
+                      scheduler_mode=(c['scheduler'] or {}).get('mode'))
+    monitor.check(evaluation_metrics(world, agent))
 
     git = provenance.git_state(cwd)
     if c['git_clean'] and provenance.dirty(git):
@@ -195,6 +210,12 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
             replay.commit(paths.replay, replay_state)
 
     saves = (c['save'] or online_replay) and distributed.is_main()  # process 0 alone writes checkpoints
+
+    def save_best(counters, loop):
+        """The best evaluation's weights, its optimizers' states and counters, beside the last checkpoint."""
+        checkpoints.save(checkpoints.best_path(paths.checkpoint), agent, {**config, 'specs': plain_specs}, counters,
+                         elapsed=logger.elapsed(), loop=loop)
+
     started = time.perf_counter()
     try:
         with stop:
@@ -206,7 +227,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                                  learn_per_steps=c['learn_per_steps'], learn_steps=c['learn_steps'],
                                  offline=c['offline'], checkpoint=checkpoint if saves else None,
                                  stop_requested=stop.agree, resumed=state.get('loop'),
-                                 on_evaluation=on_evaluation)
+                                 on_evaluation=on_evaluation, monitor=monitor,
+                                 save_best=save_best if c['save_best'] and distributed.is_main() else None)
         logger.log_artifact(paths.folder / 'config.yaml')
         if c['save'] and c['tracking']['log_model']:
             logger.log_artifact(paths.checkpoint)
@@ -239,9 +261,14 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     folder.release()
     scores = ', '.join(f'{key} {_score(key, value)}' for key, value in (evaluation or {}).items())
     saved_to = f', checkpoint {_shown(paths.checkpoint, cwd)}' if c['save'] else ''
+    if c['save_best'] and monitor.best is not None:
+        saved_to += (f', best {_shown(checkpoints.best_path(paths.checkpoint), cwd)} ({monitor.metric} '
+                     f'{monitor.shown(monitor.best)} at step {monitor.best_step})')
+    stopped = f'; {monitor.summary()}' if monitor.stopped else ''
     if distributed.is_main():
         print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
-              f'{"evaluation" if world.online else "test"} {scores}; logs {_shown(paths.folder, cwd)}{saved_to}')
+              f'{"evaluation" if world.online else "test"} {scores}{stopped}; logs {_shown(paths.folder, cwd)}'
+              f'{saved_to}')
     return RunResult(agent.train(False), evaluation or {}, counters, paths.folder,
                      paths.checkpoint if c['save'] else None)
 
@@ -332,6 +359,7 @@ def _seed(seed: int):
 # run: a sweep member, or load=true, matches its run on every other key
 RESUMABLE = {'load', 'progress', 'device', 'variant', 'train_steps', 'train_frames', 'save', 'save_per_steps',
              'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers', 'num_processes',
+             'evaluate', 'early_stop', 'save_best',
              'tensorboard', 'wandb', 'mlflow', 'tracking'}  # where a run is tracked
 
 

@@ -308,7 +308,7 @@ def test_joblib_runs_n_jobs_trials_at_once(user_dir):
     ([SPACE[0]], r'search.trials=null: a search needs its number of trials, e.g. search.trials=20'),
     (['search.trials=2'], 'search.trials: there is nothing to search'),
     ([*SPACE, 'search.trials=2', 'search.objective=return'],
-     "search.objective=return: the trials' evaluations hold accuracy; set search.objective to one of them"),
+     "search.objective=return: the trials' evaluations hold accuracy, loss; set search.objective to one of them"),
 ])
 def test_a_search_that_cannot_run_is_one_line(overrides, message, user_dir):
     with pytest.raises(ConfigError, match=message):

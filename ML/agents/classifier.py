@@ -9,6 +9,14 @@ from ML.specs import Batch, Counters, Spec
 
 
 class Classifier(nn.Module):
+    """Eyes -> Model trained with cross-entropy on class labels (label_spec discrete) or with the mean squared error
+    on float targets.
+
+    learn() returns, for train.csv, the loss of the learning step's batch and, for classes, its `accuracy`: the
+    fraction of that batch's samples the model classified right before the step (each row shows the learning step
+    it is written at, as its loss does). test() gives the evaluation on the test data the same loss, averaged over
+    the test set by the world (eval.csv's `loss`)."""
+
     def __init__(self, eyes: nn.Module, model: nn.Module, optim, label_spec: Spec, scheduler=None,
                  update: Update = None,        # the optimizer step (precision, clipping, accumulation); None: fp32
                  label_smoothing: float = 0.0,  # cross-entropy against targets mixed with uniform (Szegedy et al.
@@ -37,15 +45,36 @@ class Classifier(nn.Module):
 
     def act(self, obs: torch.Tensor, counters: Counters = None, greedy: bool = True) -> torch.Tensor:
         with torch.no_grad():
-            output = self(obs) if not self.tta_flip else (self(obs) + self(obs.flip(-1))) / 2
-        return output if self.regression else output.argmax(-1)
+            return self._prediction(self._output(obs))
+
+    def loss(self, output: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        """The training loss of outputs (batch, classes) or (batch, *target) against labels (batch,) int64 class
+        indices or (batch, *target) floats: cross-entropy (with label_smoothing) or mean squared error, a 0-d tensor
+        averaged over the batch."""
+        if self.regression:
+            return F.mse_loss(output, label.view_as(output).to(output.dtype))
+        return F.cross_entropy(output, label, label_smoothing=self.label_smoothing)
+
+    @torch.no_grad()
+    def test(self, obs: torch.Tensor, label: torch.Tensor) -> tuple:
+        """(prediction, loss) of a test batch from one forward pass: the greedy prediction act() gives, and the
+        training loss averaged over the batch (a 0-d float32 tensor)."""
+        output = self._output(obs)
+        return self._prediction(output), self.loss(output.float(), label)
 
     def learn(self, batch: Batch, counters: Counters) -> dict:
         with self.update.autocast():
             output = self(batch.obs)
-            if self.regression:
-                loss = F.mse_loss(output, batch.label.view_as(output).to(output.dtype))
-            else:
-                loss = F.cross_entropy(output, batch.label, label_smoothing=self.label_smoothing)
+            loss = self.loss(output, batch.label)
         self.update(loss, self.optim, self.scheduler)
-        return {'loss': loss.detach()}  # a tensor: read only on the steps the logger writes (no sync per step)
+        metrics = {'loss': loss.detach()}  # tensors: read only on the steps the logger writes (no sync per step)
+        if not self.regression:
+            metrics['accuracy'] = (output.detach().argmax(-1) == batch.label).float().mean()
+        return metrics
+
+    def _output(self, obs: torch.Tensor) -> torch.Tensor:
+        """The model's output; with tta_flip the mean of the logits of each image and its mirror."""
+        return self(obs) if not self.tta_flip else (self(obs) + self(obs.flip(-1))) / 2
+
+    def _prediction(self, output: torch.Tensor) -> torch.Tensor:
+        return output if self.regression else output.argmax(-1)

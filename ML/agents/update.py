@@ -14,6 +14,8 @@ with "AcceleratorState has already been initialized"), and runs in one process (
 ML.launch from a notebook) may each ask their own.
 """
 import contextlib
+import functools
+import inspect
 
 import torch
 from torch import nn
@@ -59,6 +61,28 @@ def describe(precision='fp32', accelerate=False, device='cpu', compile=False, ch
     parts += ['compile: on (torch.compile)'] if compile else []
     parts += ['channels_last: on'] if channels_last else []
     return '; '.join(parts)
+
+
+def takes_metric(scheduler) -> bool:
+    """Whether a scheduler steps with a metric (torch's ReduceLROnPlateau, or any whose step() names `metrics`):
+    the loop steps those after each evaluation with the monitored metric (ML.records.monitor), not per update."""
+    return not isinstance(scheduler, (torch.optim.Optimizer, type)) and _step_takes_metric(type(scheduler))
+
+
+@functools.lru_cache(maxsize=None)  # asked once per learning step: a signature is read once per class
+def _step_takes_metric(kind: type) -> bool:
+    if issubclass(kind, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        return True
+    step = getattr(kind, 'step', None)
+    try:
+        return callable(step) and 'metrics' in inspect.signature(step).parameters
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+
+
+def metric_schedulers(agent) -> list:
+    """The schedulers an agent holds as attributes whose step() takes a metric (see takes_metric)."""
+    return [value for value in vars(agent).values() if takes_metric(value)]
 
 
 class Update:
@@ -138,7 +162,7 @@ class Update:
             self.scaler.update()         # ... and then the scale halves; it doubles after 2000 clean steps
         else:
             optimizer.step()
-        if scheduler is not None:
+        if scheduler is not None and not takes_metric(scheduler):  # a metric's steps follow evaluations
             scheduler.step()
         return grad_norm
 

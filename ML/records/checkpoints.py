@@ -7,7 +7,9 @@ own carry-over, the counters, the elapsed time and the composed config.
 A checkpoint is written atomically (a temporary file, then a rename), so a run killed while saving leaves the
 previous checkpoint whole, and no temporary survives the next run of the same name. A replay saved with it is
 written first into a new folder that the checkpoint names, so a checkpoint and its replay are one unit: a kill
-between the two leaves the previous pair. Read with torch.load(weights_only=True).
+between the two leaves the previous pair. The best evaluation's checkpoint (save_best=true) lies beside the last
+one, `<task>_<seed>.best.pt` (best_path), without the world's and the replay's parts. Read with
+torch.load(weights_only=True).
 """
 import os
 import random
@@ -19,9 +21,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ML.agents.update import takes_metric
 from ML.errors import CheckpointError, RunError
 
 STATEFUL = (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler)
+BEST = '.best.pt'  # the ending of a best evaluation's checkpoint, beside the last one
 
 
 def _qualname(value) -> str:
@@ -95,10 +99,16 @@ def save(path: Path, agent, config: dict, counters, *, elapsed: float = 0.0, loo
         raise
 
 
+def best_path(path: Path) -> Path:
+    """Where the best evaluation's checkpoint of the run whose last checkpoint is `path` lies: <run>.best.pt."""
+    return path.with_name(f'{path.stem}{BEST}')
+
+
 def remove_temporaries(path: Path):
-    """The temporaries of saves of this checkpoint that were killed before their rename."""
-    for stale in path.parent.glob(f'.{path.name}.*.tmp'):
-        stale.unlink(missing_ok=True)
+    """The temporaries of saves of this checkpoint, and of its best, that were killed before their rename."""
+    for name in (path.name, best_path(path).name):
+        for stale in path.parent.glob(f'.{name}.*.tmp'):
+            stale.unlink(missing_ok=True)
 
 
 def read(path: Path) -> dict:
@@ -158,8 +168,9 @@ def _restore_optimizer(optimizer, saved: dict):
 def _restore_scheduler(scheduler, saved: dict):
     """The schedule as built now (its length may follow a new budget), brought to the step the saved one had
     reached by stepping it there, so the learning rate is what an uninterrupted run with this schedule would have
-    (a closed form would round differently). ReduceLROnPlateau follows metrics, not steps: its state is loaded."""
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+    (a closed form would round differently). A scheduler that steps with a metric (ReduceLROnPlateau) follows
+    evaluations, not steps: its state is loaded, and the rate is where it had brought it."""
+    if takes_metric(scheduler):
         scheduler.load_state_dict(saved)
         for group, lr in zip(scheduler.optimizer.param_groups, saved.get('_last_lr', [])):
             group['lr'] = lr  # where the plateaus brought it
@@ -171,14 +182,16 @@ def _restore_scheduler(scheduler, saved: dict):
 
 
 def find(load, own_path: Path, root: Path) -> Path:
-    """The checkpoint `load=` names: true -> this run's own; 'path.pt' -> that file; 'words' -> the nearest path
-    under root holding every word (runs moved aside, named <run>~<time>, last; then fewest other path parts; then
-    the newest)."""
-    if load is True:
-        if not own_path.is_file():
-            raise CheckpointError(f'load=true: no checkpoint at {own_path} for these hyperparameters; '
-                                  f'train one first, or give load=path.pt')
-        return own_path
+    """The checkpoint `load=` names: true -> this run's own; best -> this run's best (save_best=true); 'path.pt' ->
+    that file; 'words' -> the nearest path under root holding every word (runs moved aside, named <run>~<time>,
+    last; then best checkpoints: a word `best` picks those; then fewest other path parts; then the newest)."""
+    if load is True or load == 'best':
+        path = own_path if load is True else best_path(own_path)
+        if not path.is_file():
+            raise CheckpointError(f'load={str(load).lower()}: no checkpoint at {path} for these hyperparameters; '
+                                  f'train one first{" with save_best=true" if load == "best" else ""}, or give '
+                                  f'load=path.pt')
+        return path
     text = str(load)
     if text.endswith('.pt'):
         if not Path(text).is_file():
@@ -188,4 +201,5 @@ def find(load, own_path: Path, root: Path) -> Path:
     matches = [path for path in root.rglob('*.pt') if all(word in str(path.relative_to(root)) for word in words)]
     if not matches:
         raise CheckpointError(f'load={text!r}: no checkpoint under {root}/ has every word in its path')
-    return min(matches, key=lambda path: ('~' in path.name, len(path.relative_to(root).parts), -path.stat().st_mtime))
+    return min(matches, key=lambda path: ('~' in path.name, path.name.endswith(BEST),
+                                          len(path.relative_to(root).parts), -path.stat().st_mtime))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from ML.errors import RunError
+from ML.records.checkpoints import best_path
 
 STATUSES = ('running', 'completed', 'crashed', 'interrupted')
 
@@ -136,7 +137,8 @@ class RunFolder:
 
     def move_aside(self):
         """An earlier run's logs, checkpoint and replay move to <name>~<time> beside where they were, together."""
-        leftovers = [path for path in (self.paths.checkpoint, self.paths.replay) if path.exists()]
+        leftovers = [path for path in (self.paths.checkpoint, best_path(self.paths.checkpoint), self.paths.replay)
+                     if path.exists()]
         logs = [path for path in self.folder.iterdir() if path.name != '.lock']
         if not logs and not leftovers:
             return

@@ -13,15 +13,15 @@ import numpy as np
 import yaml
 
 COUNTERS = ('step', 'frame', 'episode', 'epoch', 'time')
-NOT_SCORES = {'eval': {'return_std', 'episodes'}, 'train': set()}  # columns that describe a row, not a score
+NOT_SCORES = {'eval': {'return_std', 'episodes', 'evaluation', 'checkpoint'}, 'train': set()}  # a row's details
 PERCENT = {'accuracy'}  # logged as a fraction, reported as a percentage
 LOGS = ('train.csv', 'eval.csv')
 MOVED_ASIDE = re.compile(r'~\d{8}-\d{6}(-\d+)?$')  # the suffix launcher._archive gives an earlier run's folder
 # keys that say how a run was run, not what was learned: runs differing only in these are the same method
 NOT_HYPERPARAMETERS = {'seed', 'experiment', 'progress', 'device', 'save', 'save_per_steps', 'load',
                        'video', 'replay.save', 'replay.load', 'log_per_steps', 'eval_per_steps', 'train_steps',
-                       'train_frames', 'tensorboard', 'wandb', 'mlflow', 'tracking.project', 'tracking.entity',
-                       'tracking.group', 'tracking.tags', 'tracking.uri', 'tracking.log_model'}
+                       'train_frames', 'evaluate', 'save_best', 'tensorboard', 'wandb', 'mlflow', 'tracking.project',
+                       'tracking.entity', 'tracking.group', 'tracking.tags', 'tracking.uri', 'tracking.log_model'}
 
 
 @dataclass
@@ -156,11 +156,12 @@ def _flat(config: dict, prefix: str = '') -> dict:
 
 def _csv(path: Path) -> dict:
     """A log's columns as float64 arrays; a cell that is blank or not a number reads as NaN, so a row cut short
-    by a run still writing is kept as far as it goes."""
+    by a run still writing is kept as far as it goes. Rows of an evaluation on demand (`ML evaluate=true`, marked in
+    the `evaluation` column) are no point of a learning curve: they are left out."""
     if not path.is_file():
         return {}
     with path.open(newline='') as file:
-        rows = list(csv.DictReader(file))
+        rows = [row for row in csv.DictReader(file) if not row.get('evaluation')]
     columns = list(rows[0]) if rows else []
     return {name: np.array([_number(row.get(name)) for row in rows], dtype=np.float64)
             for name in columns if name is not None}

@@ -7,8 +7,9 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ML.records.monitor import minimizes
+
 BANDS = {'ci': '95% bootstrap CI of the mean', 'se': '± 1 standard error', 'std': '± 1 standard deviation'}
-LOWER_IS_BETTER = {'mse', 'loss'}
 REPS = 2000  # bootstrap resamples; rliable's performance profiles use as many
 MAX_POINTS = 250  # a curve with more rows is averaged over consecutive rows into this many points
 
@@ -83,7 +84,7 @@ def final_and_best(x: np.ndarray, y: np.ndarray, metric: str) -> tuple[float, fl
     scores = y[~(np.isnan(x) | np.isnan(y))]
     if not len(scores):
         return math.nan, math.nan
-    return float(scores[-1]), float(scores.min() if metric in LOWER_IS_BETTER else scores.max())
+    return float(scores[-1]), float(scores.min() if minimizes(metric) else scores.max())
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:

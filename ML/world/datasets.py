@@ -386,20 +386,29 @@ class DatasetWorld:
     @torch.no_grad()
     def evaluate(self, agent, counters) -> dict:
         """Accuracy (classification) or mean squared error per sample (regression, over each target's values) of
-        the greedy agent on the test data. Several processes score a shard each and add their sums and counts."""
+        the greedy agent on the test data; and `loss`, the agent's training loss averaged over the test samples,
+        when the agent has test(obs, label) -> (prediction, mean loss) (ML.agents.classifier). Several processes
+        score a shard each and add their sums and counts."""
         distributed.broadcast_state(agent, buffers_only=True)  # several processes score with process 0's batch norm
-        total, score = 0, torch.zeros((), device=self.device)
+        total, score, loss = 0, torch.zeros((), device=self.device), torch.zeros((), device=self.device)
+        tested = callable(getattr(agent, 'test', None))
         for obs, label in self._test_batches(max(self.batch_size, 1024)):
             obs, label = self.items.batch(obs, label)
-            prediction = agent.act(obs, counters, greedy=True)
+            if tested:
+                prediction, batch_loss = agent.test(obs, label)
+                loss += batch_loss * len(label)
+            else:
+                prediction = agent.act(obs, counters, greedy=True)
             if self.suite == 'classify':
                 score += (prediction == label).sum()
             else:
                 score += ((prediction.float().reshape(label.shape) - label) ** 2).reshape(len(label), -1).mean(1).sum()
             total += len(label)
-        sums = torch.stack([score.double(), torch.tensor(float(total), dtype=torch.float64, device=self.device)])
-        score, total = distributed.sum_over_processes(sums).tolist()
-        return {'accuracy' if self.suite == 'classify' else 'mse': score / total}
+        sums = torch.stack([score.double(), loss.double(),
+                            torch.tensor(float(total), dtype=torch.float64, device=self.device)])
+        score, loss, total = distributed.sum_over_processes(sums).tolist()
+        return {'accuracy' if self.suite == 'classify' else 'mse': score / total,
+                **({'loss': loss / total} if tested else {})}
 
     def close(self):
         """Ends the DataLoader workers of streamed data."""

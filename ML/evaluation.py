@@ -1,0 +1,47 @@
+"""Evaluation on demand: `ML evaluate=true load=...` evaluates a checkpoint as the run's evaluations do (the test set,
+or eval_episodes greedy episodes, with video=true a video of the first) and trains nothing.
+
+    ML evaluate=true load=true                      # this experiment's checkpoint
+    ML evaluate=true load=best                      # its best evaluation's (save_best=true)
+    ML task=RL evaluate=true load='Exp CartPole' eval_episodes=20 video=true
+
+The result is printed and added to the run's eval.csv as one row marked `evaluation: on demand` (with the checkpoint
+it read), which Plot leaves out of the learning curves. The checkpoint is only read; the run's folder is locked
+while the row is written and otherwise left as it is: its status, its other rows, no train.csv row.
+"""
+from pathlib import Path
+
+from ML.records.logger import Logger
+from ML.records.run_folder import RunFolder, RunPaths
+from ML.run import eval_mode
+from ML.specs import Counters, RunResult
+from ML.training import _score
+
+MARKER = {'evaluation': 'on demand'}  # the column and value that mark such a row in eval.csv
+
+
+def evaluate_checkpoint(world, agent, counters: Counters, *, checkpoint: Path, paths: RunPaths, elapsed: float,
+                        video: bool, cwd: Path) -> RunResult:
+    """Evaluates `agent` (its checkpoint's state loaded, at `counters`) in `world` and writes the marked row to
+    paths.folder/eval.csv, `elapsed` (the checkpoint's seconds of training) in its time column; a video, with
+    video=true, goes to media/on-demand/ (the training's own videos stay). Returns the RunResult (status
+    completed). Raises RunError when a live run holds the folder, before evaluating."""
+    folder = RunFolder(paths)
+    folder.claim(checkpoints=False)  # the lock only: nothing is moved aside or cut back
+    try:
+        if video:
+            world.video_folder = paths.folder / 'media' / 'on-demand'
+        with eval_mode(agent):
+            evaluation = world.evaluate(agent, counters)
+        shown = checkpoint.relative_to(cwd) if checkpoint.is_relative_to(cwd) else checkpoint
+        Logger(paths.folder, total=None, progress=False, elapsed=elapsed).eval(
+            counters, {**evaluation, **MARKER, 'checkpoint': str(shown)})
+    finally:
+        folder.release()
+        if hasattr(world, 'close'):
+            world.close()
+    scores = ', '.join(f'{key} {_score(key, value)}' for key, value in evaluation.items())
+    print(f'ML: evaluated {shown} (step {counters.step}): {"evaluation" if world.online else "test"} {scores}; '
+          f'a row marked evaluation: on demand in {(paths.folder / "eval.csv").relative_to(cwd)}')
+    return RunResult(agent.train(False), evaluation, counters, paths.folder, checkpoint)
+
