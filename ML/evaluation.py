@@ -9,9 +9,10 @@ The result is printed and added to the run's eval.csv as one row marked `evaluat
 it read), which Plot leaves out of the learning curves. The checkpoint is only read; the run's folder is locked
 while the row is written and otherwise left as it is: its status, its other rows, no train.csv row.
 """
+from dataclasses import asdict
 from pathlib import Path
 
-from ML.records.logger import Logger
+from ML.records.logger import CSV, plain
 from ML.records.run_folder import RunFolder, RunPaths
 from ML.run import eval_mode
 from ML.specs import Counters, RunResult
@@ -34,8 +35,9 @@ def evaluate_checkpoint(world, agent, counters: Counters, *, checkpoint: Path, p
         with eval_mode(agent):
             evaluation = world.evaluate(agent, counters)
         shown = checkpoint.relative_to(cwd) if checkpoint.is_relative_to(cwd) else checkpoint
-        Logger(paths.folder, total=None, progress=False, elapsed=elapsed).eval(
-            counters, {**evaluation, **MARKER, 'checkpoint': str(shown)})
+        CSV(paths.folder / 'eval.csv').write({**asdict(counters), 'time': round(elapsed, 3),
+                                              **{key: plain(value) for key, value in evaluation.items()},
+                                              **MARKER, 'checkpoint': str(shown)})
     finally:
         folder.release()
         if hasattr(world, 'close'):

@@ -58,7 +58,8 @@ class CSVWriter(Writer):
         self.files[kind].write(row)
 
 
-def _plain(value):
+def plain(value):
+    """A metric as a CSV cell: a tensor or float rounded to 6 digits, anything else as it is."""
     return round(float(value), 6) if hasattr(value, 'item') or isinstance(value, float) else value
 
 
@@ -105,7 +106,7 @@ class Logger:
         self.start_time = time.perf_counter()
 
     def _row(self, counters, metrics: dict) -> dict:
-        return {**asdict(counters), 'time': round(self.elapsed(), 3), **{k: _plain(v) for k, v in metrics.items()}}
+        return {**asdict(counters), 'time': round(self.elapsed(), 3), **{k: plain(v) for k, v in metrics.items()}}
 
     def _write(self, kind: str, row: dict):
         for writer in self.writers:
