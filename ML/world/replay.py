@@ -155,9 +155,9 @@ class Replay:
                     else torch.from_numpy(saved).to(_gpu(self.device)))
         if self.placement == 'ram':
             return np.zeros(shape, self.obs_spec.numpy_dtype) if saved is None else saved
-        if self.placement == 'pinned':
-            frames = torch.zeros(shape, dtype=self.obs_spec.dtype, pin_memory=True).numpy()  # the array keeps the
-        else:                                                                                # tensor alive
+        if self.placement == 'pinned':  # (the array keeps its page-locked tensor alive)
+            frames = torch.zeros(shape, dtype=self.obs_spec.dtype, pin_memory=True).numpy()
+        else:
             folder = Path(self.memmap_folder or tempfile.gettempdir())
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=folder) as file:  # the map holds the file open; no name, no leftovers
