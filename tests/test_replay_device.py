@@ -145,7 +145,6 @@ def test_a_memory_mapped_replay_trains_and_resumes(user_dir):
 
 class Reads(Dataset):
     """Items that say which process read them: the observation is the reader's process id."""
-    random = True  # read afresh every pass: streamed
 
     def __len__(self):
         return 64
