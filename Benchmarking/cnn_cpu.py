@@ -22,10 +22,10 @@ Last, the default task (the MLP on scikit-learn's digits) runs once in bf16 and 
 
 Measured on a Xeon with AMX-BF16, shared with other work. 3 rounds of 200 steps, CPU pressure avg10 below 4
 throughout: hand-written 58.1, ML 57.9, Lightning 55.8, ML bf16 71.6 steps/s; ML/hand 0.997, ML/Lightning 1.037,
-bf16/fp32 1.24. 7 rounds of 300 steps, the last four below 1: medians hand-written 35.2, ML 34.2, Lightning 33.3,
-ML bf16 48.5; the rounds' ratios ML/hand 0.974, ML/Lightning 1.083, bf16/fp32 1.208. The default task in bf16 ends
-at 97.21% test accuracy. With the machine saturated (avg10 above 97), one side's figures scatter from 11 to 36
-steps/s, and the ratios with them.
+bf16/fp32 1.24. 7 rounds of 300 steps, the last three at avg10 1.1 or below: medians hand-written 35.2,
+ML 34.2, Lightning 33.3, ML bf16 48.5; the rounds' ratios ML/hand 0.974, ML/Lightning 1.083, bf16/fp32 1.208. The
+default task in bf16 ends at 97.21% test accuracy. With the machine saturated (avg10 above 97), one side's figures
+scatter from 11 to 36 steps/s, and the ratios with them.
 """
 import argparse
 import csv
