@@ -20,12 +20,13 @@ from its own train.csv. The rounds interleave the sides, so a disturbance of thi
 each figure is printed with the CPU pressure (/proc/pressure/cpu, avg10) at the time, and the summary takes medians.
 Last, the default task (the MLP on scikit-learn's digits) runs once in bf16 and prints its test accuracy.
 
-Measured on a Xeon with AMX-BF16, shared with other work. 3 rounds of 200 steps, CPU pressure avg10 below 4
-throughout: hand-written 58.1, ML 57.9, Lightning 55.8, ML bf16 71.6 steps/s; ML/hand 0.997, ML/Lightning 1.037,
-bf16/fp32 1.24. 7 rounds of 300 steps, the last three at avg10 1.1 or below: medians hand-written 35.2,
-ML 34.2, Lightning 33.3, ML bf16 48.5; the rounds' ratios ML/hand 0.974, ML/Lightning 1.083, bf16/fp32 1.208. The
-default task in bf16 ends at 97.21% test accuracy. With the machine saturated (avg10 above 97), one side's figures
-scatter from 11 to 36 steps/s, and the ratios with them.
+Measured on a Xeon with AMX-BF16 shared with other work (steps/s: hand-written, ML, Lightning, ML bf16; then the
+ratios of the medians, and the medians of the rounds' ratios):
+    3 rounds of 200 steps, avg10 0.7-3.7:  58.1, 57.9, 55.8, 71.6  ML/hand 0.997, ML/Lightning 1.037, bf16 1.238
+    7 rounds of 300 steps, avg10 0-80:     35.2, 34.2, 33.3, 48.5  ML/hand 0.973 (0.974), ML/Lightning 1.026 (1.083)
+    7 rounds of 300 steps, avg10 0.6-39:   53.9, 53.5, 46.5, 60.3  ML/hand 0.992 (0.964), ML/Lightning 1.150 (1.160)
+The default task in bf16 ends at 97.21% test accuracy. With the machine saturated (avg10 above 97), one side's
+figures scatter from 11 to 36 steps/s, and the ratios with them.
 """
 import argparse
 import csv
