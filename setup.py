@@ -32,7 +32,8 @@ setup(
         'box2d': ['box2d>=2.3.10'],  # gymnasium's LunarLander, BipedalWalker, CarRacing (a wheel: no swig needed)
         'video': ['moviepy>=2', 'pygame>=2.5'],  # gymnasium's RecordVideo writes with moviepy; classic control draws
                                                  # with pygame
-        'bench': ['stable-baselines3>=2.0'],     # the peer the Benchmarking/ scripts measure against
+        'bench': ['stable-baselines3>=2.0',      # the peers the Benchmarking/ scripts measure against
+                  'lightning>=2.2'],             # PyTorch Lightning's Trainer (Benchmarking/cnn_cpu.py)
         'plot': ['rliable>=1.2'],  # Plot's aggregates over tasks (IQM, median, mean; Agarwal et al. 2021)
         # -m on more launchers, and searches: optuna 5's ask/tell on an RDB storage (SQLAlchemy 2), CMA-ES on cmaes;
         # not hydra-optuna-sweeper, which pins optuna<3

@@ -193,7 +193,8 @@ def make_replay(c: dict, world, device: str, saved: Path, resume: dict = None, r
     from ML.world.replay import Replay
     learning = dict(batch_size=c['batch_size'], nstep=options['nstep'], gamma=options['gamma'], device=device,
                     seed=c['seed'], clip_reward=options['clip_reward'], prioritized=options['prioritized'],
-                    alpha=options['alpha'], beta=options['beta'], beta_steps=options['beta_steps'])
+                    alpha=options['alpha'], beta=options['beta'], beta_steps=options['beta_steps'],
+                    placement=options['device'], memmap_folder=saved)
     from_disk = options['load'] or c['offline']
     if from_disk and not saved.is_dir():
         key = 'offline=true' if c['offline'] else 'replay.load=true'

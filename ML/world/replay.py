@@ -17,6 +17,27 @@ from ML.world.sumtree import SumTree
 OPTIONS = ('capacity', 'batch_size', 'nstep', 'gamma', 'seed', 'frame_stack', 'clip_reward', 'prioritized', 'alpha',
            'beta', 'beta_steps')  # what save() records, and load() takes back unless told otherwise
 ARRAYS = ('frame', 'action', 'reward', 'terminated', 'truncated', 'valid', 'age')  # the ring, one .npy each
+PLACEMENTS = ('ram', 'pinned', 'cuda', 'memmap')  # where replay.device may keep the frames
+GPU_SHARE = 0.5  # of a GPU's free memory that a replay placed by its size may take: the networks need the rest
+
+
+def choose_placement(need: int, device, gpu_free: int = None, ram_free: int = None) -> str:
+    """Where a replay of `need` bytes goes when replay.device is null: 'cuda' when the run's device is a GPU and the
+    replay fits in GPU_SHARE of its free memory, else 'ram' when it fits in the RAM available, else 'memmap'.
+    gpu_free, ram_free: the free bytes (None: asked of torch.cuda.mem_get_info and psutil)."""
+    device = torch.device(device)
+    if device.type == 'cuda' and torch.cuda.is_available():
+        gpu_free = torch.cuda.mem_get_info(device)[0] if gpu_free is None else gpu_free
+        if need <= GPU_SHARE * gpu_free:
+            return 'cuda'
+    ram_free = psutil.virtual_memory().available if ram_free is None else ram_free
+    return 'ram' if need <= ram_free else 'memmap'
+
+
+def _gpu(device) -> torch.device:
+    """The GPU a replay placed on 'cuda' keeps its frames on: the run's device, or the current GPU."""
+    device = torch.device(device)
+    return device if device.type == 'cuda' else torch.device('cuda')
 
 
 class Replay:
@@ -37,11 +58,23 @@ class Replay:
 
     terminated and truncated are kept apart: an n-step return stops at either, bootstraps through a truncation
     (a time limit; the state still has a future) and not through a termination (stable-baselines3 issue #284).
+
+    placement says where the frames live, which hold nearly all of a replay's memory (an 84x84 frame is 7 KB, its
+    action, reward and flags 20 bytes; those stay in numpy arrays in RAM, for the sampling arithmetic):
+        'ram'     a numpy array
+        'pinned'  page-locked RAM, each batch gathered into page-locked memory and copied to the GPU without
+                  blocking; with batches for the CPU (device 'cpu') there is nothing to pin: the frames stay in RAM
+        'cuda'    a torch tensor on the GPU (the run's device when it is one), batches gathered there
+        'memmap'  a numpy.memmap on an unnamed file in memmap_folder (None: the system's temporary folder), for
+                  replays larger than RAM; the file is freed with the replay, even by a run that crashed
+        None      chosen by size on the first add (choose_placement): the GPU, else RAM, else memmap
+    Raises ValueError for a placement not in PLACEMENTS, or 'cuda' where torch sees no GPU.
     """
 
     def __init__(self, obs_spec, action_spec, capacity=100_000, batch_size=256, nstep=1, gamma=0.99, device='cpu',
                  seed=1, frame_stack=1, clip_reward=None, prioritized=False, alpha=0.6, beta=0.4,
-                 beta_steps=100_000):  # calls to sample() over which beta rises linearly to 1
+                 beta_steps=100_000,  # calls to sample() over which beta rises linearly to 1
+                 placement=None, memmap_folder=None):
         for key, value, ok, rule in [
                 ('capacity', capacity, capacity >= 1, '>= 1'), ('batch_size', batch_size, batch_size >= 1, '>= 1'),
                 ('nstep', nstep, nstep >= 1, '>= 1'), ('gamma', gamma, 0 <= gamma <= 1, 'in [0, 1]'),
@@ -51,12 +84,22 @@ class Replay:
                 ('beta_steps', beta_steps, beta_steps >= 1, '>= 1')]:
             if not ok:
                 raise ValueError(f'replay.{key}={value!r} must be {rule}')
+        if placement not in (None,) + PLACEMENTS:
+            raise ValueError(f'replay.device={placement}: must be ram, pinned, cuda, memmap or null (by size)')
+        if placement == 'cuda' and not torch.cuda.is_available():
+            raise ValueError('replay.device=cuda: torch sees no GPU here; keep the replay in ram or memmap, or '
+                             'give null to choose by size')
+        if placement == 'pinned' and torch.device(device).type != 'cuda':
+            warnings.warn(f'replay.device=pinned: batches go to the {torch.device(device).type}, not a GPU, so '
+                          f'there is no copy to speed up: the frames stay in plain RAM')
+            placement = 'ram'
         if frame_stack > 1 and (not obs_spec.shape or obs_spec.shape[0] % frame_stack):
             raise ValueError(f'replay.frame_stack={frame_stack} must divide the first axis of observations '
                              f'shaped {tuple(obs_spec.shape)} (frames stack on it)')
         arguments = locals()
         self.options = {key: arguments[key] for key in OPTIONS}
         self.obs_spec, self.action_spec, self.device = obs_spec, action_spec, device
+        self.placement, self.memmap_folder = placement, memmap_folder  # placement: as asked, then as chosen
         self.capacity, self.batch_size, self.nstep, self.gamma = capacity, batch_size, nstep, gamma
         self.frame_stack, self.clip_reward = frame_stack, clip_reward
         self.prioritized, self.alpha, self.beta, self.beta_steps = prioritized, alpha, beta, beta_steps
@@ -82,20 +125,46 @@ class Replay:
         self.num_envs, self.rows = num_envs, steps + 1  # + the row ahead, holding the newest next_obs
         shape = (self.rows, num_envs)
         arrays = arrays or dict(
-            frame=np.zeros(shape + self.frame_shape, self.obs_spec.numpy_dtype),
             action=np.zeros(shape + tuple(self.action_spec.shape), self.action_spec.numpy_dtype),
             reward=np.zeros(shape, np.float32), terminated=np.zeros(shape, bool), truncated=np.zeros(shape, bool),
             valid=np.zeros(shape, bool),  # a transition that can be sampled: written, not a reset row, not forgotten
             age=np.zeros(shape, np.int32))  # earlier frames of its episode in the row's stack, 0..frame_stack - 1
-        for name in ARRAYS:
+        for name in ARRAYS[1:]:
             setattr(self, name, arrays[name])
         if self.prioritized:  # |TD error| per transition; the tree holds them to the power alpha
             self.priority = arrays.get('priority', np.ones(shape, np.float32))
             self.tree = SumTree((self.priority ** self.alpha * self.valid).ravel())
-        need, available = sum(array.nbytes for array in self._arrays().values()), psutil.virtual_memory().available
-        if need > available:  # numpy commits pages as they are written: the run would fail later, as the ring fills
-            warnings.warn(f'replay.capacity={self.capacity} needs {need / 1e9:.2f} GB, '
-                          f'{available / 1e9:.2f} GB available')
+        frames = np.prod(shape + self.frame_shape, dtype=np.int64) * self.obs_spec.numpy_dtype.itemsize
+        need = int(frames) + sum(array.nbytes for array in self._arrays().values() if array is not None)
+        available = psutil.virtual_memory().available
+        if self.placement is None:
+            self.placement = choose_placement(need, self.device, ram_free=available)
+        self.frame = self._frames(shape + self.frame_shape, arrays.get('frame'))
+        if need > available and self.placement in ('ram', 'pinned', 'memmap'):
+            # numpy commits pages as they are written: in RAM the run would fail later, as the ring fills
+            where = (f': its frames are memory-mapped from {self.memmap_folder or tempfile.gettempdir()}'
+                     if self.placement == 'memmap' else '; replay.device=memmap keeps its frames on disk')
+            warnings.warn(f'replay.capacity={self.capacity} needs {need / 1e9:.2f} GB, {available / 1e9:.2f} GB '
+                          f'available{where}')
+
+    def _frames(self, shape, saved=None):
+        """The frames' array where self.placement says: zeros, or a copy of `saved` (the frames of a loaded replay,
+        which in RAM stay the copy-on-write map they were loaded as)."""
+        if self.placement == 'cuda':
+            return (torch.zeros(shape, dtype=self.obs_spec.dtype, device=_gpu(self.device)) if saved is None
+                    else torch.from_numpy(saved).to(_gpu(self.device)))
+        if self.placement == 'ram':
+            return np.zeros(shape, self.obs_spec.numpy_dtype) if saved is None else saved
+        if self.placement == 'pinned':  # (the array keeps its page-locked tensor alive)
+            frames = torch.zeros(shape, dtype=self.obs_spec.dtype, pin_memory=True).numpy()
+        else:
+            folder = Path(self.memmap_folder or tempfile.gettempdir())
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder) as file:  # the map holds the file open; no name, no leftovers
+                frames = np.memmap(file, self.obs_spec.numpy_dtype, 'w+', shape=shape)
+        if saved is not None:
+            frames[...] = saved
+        return frames
 
     def add(self, step):
         """Store one vector step: num_envs transitions, of which the world's reset steps are marked invalid."""
@@ -104,7 +173,7 @@ class Replay:
         if self._restart:
             self._end_episodes()
         row = self.pos
-        self.frame[row] = self._newest(step.obs)
+        self._write(row, step.obs)
         self.action[row], self.reward[row] = step.action, step.reward
         self.terminated[row], self.truncated[row], self.valid[row] = step.terminated, step.truncated, step.valid
         self.size += int(np.count_nonzero(step.valid))
@@ -113,12 +182,29 @@ class Replay:
             self.tree[row * self.num_envs + np.arange(self.num_envs)] = self.priority[row] ** self.alpha * step.valid
         self._advance()
         # the row ahead: this step's next frame, the first of an episode after a reset step
-        self.frame[self.pos] = self._newest(step.next_obs)
+        self._write(self.pos, step.next_obs)
         if self.frame_stack > 1:  # (single frames are all of age 0)
             self.age[self.pos] = np.where(step.valid, np.minimum(self.age[row] + 1, self.frame_stack - 1), 0)
 
-    def _newest(self, obs):
-        return obs if self.frame_stack == 1 else np.asarray(obs)[:, -self.frame_shape[0]:]
+    def _write(self, row, obs):
+        """The newest frame of each env's observation into the row."""
+        frame = np.asarray(obs) if self.frame_stack == 1 else np.asarray(obs)[:, -self.frame_shape[0]:]
+        self.frame[row] = torch.from_numpy(np.ascontiguousarray(frame)).to(self.frame.device) \
+            if self.placement == 'cuda' else frame
+
+    def _gather(self, rows, env) -> torch.Tensor:
+        """The frames at (rows, env), index arrays that broadcast to a shape S, as a tensor (*S, *frame_shape) on the
+        run's device: gathered where they live, then copied (without blocking, from page-locked memory)."""
+        shape = np.broadcast_shapes(rows.shape, env.shape)
+        flat = (rows * self.num_envs + env).reshape(-1)
+        if self.placement == 'cuda':
+            frames = self.frame.view(-1, *self.frame_shape)[torch.from_numpy(flat).to(self.frame.device)]
+        elif self.placement == 'pinned':
+            frames = torch.empty((len(flat),) + self.frame_shape, dtype=self.obs_spec.dtype, pin_memory=True)
+            np.take(self.frame.reshape(-1, *self.frame_shape), flat, axis=0, out=frames.numpy())
+        else:
+            frames = torch.from_numpy(self.frame.reshape(-1, *self.frame_shape)[flat])
+        return frames.view(*shape, *self.frame_shape).to(self.device, non_blocking=True)
 
     def _advance(self):
         """Move to the next row and forget what it overwrites: its transitions, and those whose stacks reach back
@@ -207,14 +293,13 @@ class Replay:
         frame_stack rows ending at each, clamped at its episode's first row."""
         batch, stack = len(t), self.frame_stack
         if stack == 1:
-            return (self._tensor(self.frame[rows, env]) for rows in (t, after))
+            return (self._gather(rows, env) for rows in (t, after))
         back = self._back[::-1]  # oldest first
         rows = [(row[:, None] - np.minimum(back, self.age[row, env][:, None])) % self.rows for row in (t, after)]
         # both in one gather; with nstep 1, after = t + 1, whose stack is t's shifted by one row: one row more
         rows, shift = ((rows[0], rows[1][:, -1:]), 1) if self.nstep == 1 else (rows, stack)
-        frames = torch.from_numpy(self.frame[np.concatenate(rows, axis=1), env[:, None]])  # (B, shift + stack, ...)
-        return (frames[:, start:start + stack].reshape(batch, *self.obs_spec.shape).to(self.device)
-                for start in (0, shift))
+        frames = self._gather(np.concatenate(rows, axis=1), env[:, None])  # (B, shift + stack, ...)
+        return (frames[:, start:start + stack].reshape(batch, *self.obs_spec.shape) for start in (0, shift))
 
     def update_priorities(self, index, priority):
         """Set sampled transitions' priorities to their |TD error| (index from Batch.index); a transition forgotten
@@ -246,7 +331,7 @@ class Replay:
         folder.mkdir(parents=True, exist_ok=True)
         data = Path(tempfile.mkdtemp(prefix='data-', dir=folder))
         for name, array in (self._arrays().items() if self.frame is not None else ()):
-            np.save(data / f'{name}.npy', array)
+            np.save(data / f'{name}.npy', array.cpu().numpy() if isinstance(array, torch.Tensor) else array)
         specs = {'obs_spec': self.obs_spec.plain(), 'action_spec': self.action_spec.plain()}
         return dict(data=data.name, **specs, options=self.options, num_envs=getattr(self, 'num_envs', None),
                     pos=self.pos, full=self.full, size=self.size, samples=self.samples, max_priority=self.max_priority,
@@ -268,8 +353,9 @@ class Replay:
 
     @classmethod
     def load(cls, folder, state: dict = None, restart: bool = True, **options):
-        """The replay save() wrote to folder, its arrays memory-mapped copy-on-write (the files never change).
-        state: the one save_arrays() returned (a checkpoint's), else the folder's replay.json. options (device, seed,
+        """The replay save() wrote to folder, its arrays memory-mapped copy-on-write (the files never change), its
+        frames copied to where options' placement puts them (in RAM they stay that map). state: the one
+        save_arrays() returned (a checkpoint's), else the folder's replay.json. options (device, seed,
         batch_size, nstep, ...) replace the saved ones, except what the data fixes. restart: the world starts new
         episodes, so the stored ones end (a resumed run whose environments were saved mid-episode goes on with them
         instead, and draws its samples where it left off)."""
