@@ -186,8 +186,8 @@ def test_test_time_flip_predicts_from_each_image_and_its_mirror_at_evaluation():
     mirrored = classifier(tta_flip=True)  # an image and its mirror: the halves' sums swapped, their mean even
     world = DatasetWorld(TensorDataset(leaning_left, torch.tensor([0, 1])),
                          TensorDataset(leaning_left, torch.tensor([0, 1])), name='Halves')
-    assert world.evaluate(classifier(), None) == {'accuracy': 1.0}
-    assert world.evaluate(mirrored, None) == {'accuracy': 0.5}  # even logits: argmax takes class 0 for both
+    assert world.evaluate(classifier(), None)['accuracy'] == 1.0
+    assert world.evaluate(mirrored, None)['accuracy'] == 0.5  # even logits: argmax takes class 0 for both
 
 
 def test_label_smoothing_keeps_a_confident_right_answer_from_a_zero_loss():

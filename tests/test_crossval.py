@@ -31,15 +31,16 @@ def fold_folder(user_dir: Path, fold: int, folds: int = 3, variant: str = '') ->
 
 def test_three_folds_report_the_mean_and_std_of_their_final_evaluations_and_resume(user_dir):
     result = ml('cv.folds=3', *FAST, cwd=user_dir)
-    finals = [float(rows(fold_folder(user_dir, fold) / 'eval.csv')[-1]['accuracy']) for fold in (1, 2, 3)]
-    mean, std = np.mean(finals), np.std(finals)
+    finals = [rows(fold_folder(user_dir, fold) / 'eval.csv')[-1] for fold in (1, 2, 3)]
+    accuracy, loss = ([float(row[metric]) for row in finals] for metric in ('accuracy', 'loss'))
+    mean, std = np.mean(accuracy), np.std(accuracy)
     assert result.stdout.strip().splitlines()[-1] == (
-        f'ML: 3-fold stratified cross-validation: accuracy {mean:.2%} ± {std:.2%} (each fold evaluated on its '
-        f'held-out part); {SUMMARY}')
+        f'ML: 3-fold stratified cross-validation: accuracy {mean:.2%} ± {std:.2%}, loss {np.mean(loss):.4g} ± '
+        f'{np.std(loss):.4g} (each fold evaluated on its held-out part); {SUMMARY}')
     table = rows(user_dir / SUMMARY)
     assert [row['fold'] for row in table] == ['1', '2', '3', 'mean', 'std']
     written = [float(row['accuracy']) for row in table]
-    assert written == pytest.approx([*finals, mean, std], abs=1e-6)  # eval.csv keeps 6 digits
+    assert written == pytest.approx([*accuracy, mean, std], abs=1e-6)  # eval.csv keeps 6 digits
     # the folds cut the 1,438 training samples (Digits' 1,797 less its 359 test samples): the test part is never seen
     held_out = [int(n) for n in re.findall(r'Digits: \d+ training and (\d+) test samples', result.stdout)]
     assert held_out == [480, 479, 479] and sum(held_out) == 1797 - 359
