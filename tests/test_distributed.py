@@ -206,6 +206,12 @@ def test_two_processes_act_in_their_own_environments_and_count_every_frame_and_e
     assert torch.equal(two['world']['returns'], one['world']['returns'])
     # the episodes of both processes are counted: process 1's CartPole ends episodes too
     assert two['counters']['episode'] > one['counters']['episode']
+    # on demand, both processes evaluate process 0's checkpoint: the same returns as in the run, where process 1
+    # played its episode with its own networks, which the averaged gradients kept equal to process 0's
+    ml(*RL, 'num_processes=2', 'evaluate=true', 'load=true', cwd=tmp_path)
+    in_run, on_demand = rows(tmp_path, 'eval.csv')[-2:]
+    assert on_demand['evaluation'] == 'on demand' and on_demand['episodes'] == '3'
+    assert (on_demand['return'], on_demand['return_std']) == (in_run['return'], in_run['return_std'])
 
 
 def test_a_signal_to_one_rl_process_stops_both_and_the_run_resumes_to_its_end(tmp_path):
