@@ -195,7 +195,8 @@ def make_replay(c: dict, world, device: str, saved: Path, resume: dict = None, r
     from ML.world.replay import Replay
     # several processes: each samples its slice of the global batch_size from its own replay, with its own draws
     learning = dict(batch_size=len(distributed.shard(range(c['batch_size']))), nstep=options['nstep'],
-                    gamma=options['gamma'], device=device, seed=distributed.process_seed(c['seed']), clip_reward=options['clip_reward'], prioritized=options['prioritized'],
+                    gamma=options['gamma'], device=device, seed=distributed.process_seed(c['seed']),
+                    clip_reward=options['clip_reward'], prioritized=options['prioritized'],
                     alpha=options['alpha'], beta=options['beta'], beta_steps=options['beta_steps'],
                     placement=options['device'], memmap_folder=saved)
     from_disk = options['load'] or c['offline']
