@@ -230,3 +230,21 @@ def test_a_signal_to_one_rl_process_stops_both_and_the_run_resumes_to_its_end(tm
     assert [(row['step'], row['frame']) for row in rows(tmp_path, 'train.csv')] == [('20', '40'), ('40', '80'),
                                                                                     ('60', '120')]
     assert [(row['step'], row['episodes']) for row in rows(tmp_path, 'eval.csv')] == [('30', '3'), ('60', '3')]
+
+
+@pytest.mark.parametrize('agent, task, options', [
+    ('DrQV2', 'Pendulum-v1', ['Env=Pendulum-v1', 'Agent=DrQV2']),
+    ('DQN', 'CartPole-v1', ['Env=CartPole-v1', 'replay.prioritized=true', 'num_envs=3']),
+])
+def test_drqv2_and_prioritized_replay_learn_over_two_processes(agent, task, options, tmp_path):
+    result = ml('task=RL', *options, 'num_processes=2', 'train_steps=40', 'learn_after=16', 'batch_size=8',
+                'eval_episodes=3', 'eval_per_steps=20', 'log_per_steps=20', 'progress=false', cwd=tmp_path)
+    assert 'ML: 40 steps, ' in result.stdout
+    where = dict(agent=agent, suite='gym', task=task)
+    with open(run_dir(tmp_path, **where) / 'eval.csv') as file:
+        assert [(row['step'], row['episodes']) for row in csv.DictReader(file)] == [('20', '3'), ('40', '3')]
+    with open(run_dir(tmp_path, **where) / 'train.csv') as file:
+        learned = list(csv.DictReader(file))[-1]
+    # learning ran (a loss logged) and each step acted in at least one env of each process's
+    assert learned['step'] == '40' and float(learned[[key for key in learned if 'loss' in key][0]]) >= 0
+    assert int(learned['frame']) >= 2 * 40
