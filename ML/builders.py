@@ -4,6 +4,7 @@ setting that cannot work, alone or with another, is refused here."""
 import inspect
 from pathlib import Path
 
+from ML import distributed
 from ML.errors import CheckpointError, ConfigError, MLError, ShapeError
 from ML.language import build, paths
 
@@ -63,7 +64,8 @@ def make_env(c: dict, cwd: Path, device: str):
         build.check_arguments('Env', env, c['env'])
     try:
         return GymWorld(env, num_envs=c['num_envs'], eval_episodes=c['eval_episodes'], seed=c['seed'],
-                        device=device, video=c['video'], **c['env'])
+                        device=device, video=c['video'], process=distributed.rank(),
+                        processes=distributed.world_size(), **c['env'])
     except (KeyboardInterrupt, MLError):
         raise
     except BaseException as error:  # the environment's constructor raised, or exited
@@ -191,8 +193,10 @@ def make_replay(c: dict, world, device: str, saved: Path, resume: dict = None, r
         from ML.world.stream import Stream
         return Stream(gamma=options['gamma'], device=device)
     from ML.world.replay import Replay
-    learning = dict(batch_size=c['batch_size'], nstep=options['nstep'], gamma=options['gamma'], device=device,
-                    seed=c['seed'], clip_reward=options['clip_reward'], prioritized=options['prioritized'],
+    # several processes: each samples its slice of the global batch_size from its own replay, with its own draws
+    learning = dict(batch_size=len(distributed.shard(range(c['batch_size']))), nstep=options['nstep'],
+                    gamma=options['gamma'], device=device, seed=distributed.process_seed(c['seed']),
+                    clip_reward=options['clip_reward'], prioritized=options['prioritized'],
                     alpha=options['alpha'], beta=options['beta'], beta_steps=options['beta_steps'],
                     placement=options['device'], memmap_folder=saved)
     from_disk = options['load'] or c['offline']

@@ -16,6 +16,11 @@ step):
     gradients    averaged over the processes before clipping and the optimizer's step (average_gradients, in
                  ML/agents/update.py), in one flat all-reduce per step
     evaluation   each process scores its shard of the test data; the sums and counts are added (sum_over_processes)
+    acting       online (reinforcement learning), each process steps its own environments (seeded apart, process 0
+                 as a run of one process) into its own replay and samples its slice of the batch from it; the
+                 counts of a step (frames, episodes, replay sizes) are shared in one small all-reduce (per_process)
+                 so that every process takes the same steps, learns on the same ones, and counts every frame;
+                 the evaluation episodes are shared out and their returns gathered (gather)
     stopping     a signal to any process stops every process on the same step (any_process)
     writing      process 0 alone writes logs, the run's folder, checkpoints and plots (is_main)
 """
@@ -117,22 +122,17 @@ class Relaunch(Exception):
         self.num_processes = num_processes
 
 
-def start(device: str, num_processes: int = 1, online: bool = False) -> str:
+def start(device: str, num_processes: int = 1) -> str:
     """Joins the process group when a launcher started this process as one of several, and returns the device it
     learns on: device itself when alone or on CPUs, else the GPU of its local rank (cuda -> cuda:<LOCAL_RANK>).
     Does nothing more when the group is already up (a second run in the same process).
 
     num_processes   the processes the run asks for: the ML command starts them (ML num_processes=2); a run that
                     another launcher started takes the launcher's number, and num_processes may be 1 or that number
-    online          the run acts in an environment (reinforcement learning), which learns in one process for now
 
     Raises Relaunch for num_processes > 1 in the ML command that no launcher started, ConfigError for it elsewhere
-    (ML.launch from code, a sweep's member), for a launcher's number of processes other than num_processes, and
-    for an online run of several."""
+    (ML.launch from code, a sweep's member) and for a launcher's number of processes other than num_processes."""
     processes = int(os.environ.get('WORLD_SIZE', os.environ.get('SLURM_NTASKS', 1))) if launched() else 1
-    if online and max(processes, num_processes) > 1:
-        raise ConfigError(f'num_processes={max(processes, num_processes)}: reinforcement learning (Env=...) trains '
-                          f'in one process; drop num_processes and the launcher (num_envs=N steps N environments)')
     if not launched():
         if num_processes > 1 and _COMMAND['running']:
             raise Relaunch(num_processes)
@@ -224,6 +224,25 @@ def _peers():
 def sum_over_processes(tensor: torch.Tensor) -> torch.Tensor:
     """The elementwise sum of `tensor` over every process (tensor itself when alone), on its device."""
     return _all_reduce(tensor) if active() else tensor
+
+
+def per_process(values: list) -> torch.Tensor:
+    """(world_size(), len(values)) int64 on the CPU: every process's integers `values`, row by rank, in one
+    all-reduce (each process fills its own row of zeros); (1, len(values)) when alone, with no collective."""
+    rows = torch.zeros(world_size(), len(values), dtype=torch.int64)
+    rows[rank()] = torch.tensor(values, dtype=torch.int64)
+    return _all_reduce(rows) if active() else rows
+
+
+def gather(values: list) -> list:
+    """Every process's list of picklable `values`, concatenated in rank order (values itself when alone):
+    torch.distributed.all_gather_object, for lists whose lengths differ between processes."""
+    if not active():
+        return list(values)
+    gathered = [None] * world_size()
+    with _peers():
+        torch.distributed.all_gather_object(gathered, list(values))
+    return [value for part in gathered for value in part]
 
 
 def any_process(flag: int) -> int:

@@ -12,6 +12,7 @@ while the row is written and otherwise left as it is: its status, its other rows
 from dataclasses import asdict
 from pathlib import Path
 
+from ML import distributed
 from ML.records.logger import CSV, plain
 from ML.records.run_folder import RunFolder, RunPaths
 from ML.run import eval_mode
@@ -27,23 +28,26 @@ def evaluate_checkpoint(world, agent, counters: Counters, *, checkpoint: Path, p
     paths.folder/eval.csv, `elapsed` (the checkpoint's seconds of training) in its time column; a video, with
     video=true, goes to media/on-demand/ (the training's own videos stay). Returns the RunResult (status
     completed). Raises RunError when a live run holds the folder, before evaluating."""
-    folder = RunFolder(paths)
+    main = distributed.is_main()  # several processes evaluate together: process 0 alone writes and prints
+    folder = RunFolder(paths) if main else distributed.Silent()
     folder.claim(checkpoints=False)  # the lock only: nothing is moved aside or cut back
     try:
-        if video:
+        if video and main:
             world.video_folder = paths.folder / 'media' / 'on-demand'
         with eval_mode(agent):
             evaluation = world.evaluate(agent, counters)
         shown = checkpoint.relative_to(cwd) if checkpoint.is_relative_to(cwd) else checkpoint
-        CSV(paths.folder / 'eval.csv').write({**asdict(counters), 'time': round(elapsed, 3),
-                                              **{key: plain(value) for key, value in evaluation.items()},
-                                              **MARKER, 'checkpoint': str(shown)})
+        if main:
+            CSV(paths.folder / 'eval.csv').write({**asdict(counters), 'time': round(elapsed, 3),
+                                                  **{key: plain(value) for key, value in evaluation.items()},
+                                                  **MARKER, 'checkpoint': str(shown)})
     finally:
         folder.release()
         if hasattr(world, 'close'):
             world.close()
     scores = ', '.join(f'{key} {_score(key, value)}' for key, value in evaluation.items())
-    print(f'ML: evaluated {shown} (step {counters.step}): {"evaluation" if world.online else "test"} {scores}; '
-          f'a row marked evaluation: on demand in {(paths.folder / "eval.csv").relative_to(cwd)}')
+    if main:
+        print(f'ML: evaluated {shown} (step {counters.step}): {"evaluation" if world.online else "test"} {scores}; '
+              f'a row marked evaluation: on demand in {(paths.folder / "eval.csv").relative_to(cwd)}')
     return RunResult(agent.train(False), evaluation, counters, paths.folder, checkpoint)
 

@@ -5,6 +5,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from ML import distributed
 from ML.errors import NonFiniteLoss
 from ML.specs import Counters
 
@@ -114,17 +115,21 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
     while not done():
         # act: one step of every environment, into the replay
         if acting:
-            step = world.step(agent, counters)
-            replay.add(step)
-            acted = int(np.count_nonzero(step.valid))
-            if not acted:  # every env only reset (gymnasium's NEXT_STEP autoreset): no step of the agent's
-                continue
-            counters.frame += acted * world.action_repeat  # as the field counts: an Atari step is 4 frames
-            counters.episode += len(step.episode_returns)
+            acted = 0
+            while not acted:  # a step where every env only reset (gymnasium's NEXT_STEP autoreset) is no step of
+                step = world.step(agent, counters)  # the agent's: each process steps again on its own, at once
+                replay.add(step)
+                acted = int(np.count_nonzero(step.valid))
             episode_returns += step.episode_returns
+            # several processes: one all-reduce shares the step's counts, so every process counts all frames and
+            # episodes and learns once every replay holds learn_after transitions (the smallest, on every process)
+            counts = distributed.per_process([acted, len(step.episode_returns), len(replay)])
+            counters.frame += int(counts[:, 0].sum()) * world.action_repeat  # an Atari step is 4 frames
+            counters.episode += int(counts[:, 1].sum())
+            filled = int(counts[:, 2].min())
 
         # learn
-        if (not acting) or (len(replay) >= learn_after and learn_now(counters.step)):
+        if (not acting) or (filled >= learn_after and learn_now(counters.step)):
             for _ in range(learn_steps if acting else 1):
                 batch = replay.sample()
                 metrics = agent.learn(batch, counters)
@@ -141,13 +146,13 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
                     counters.epoch += 1
                     counters.episode += 1
         counters.step += 1
-        logger.progress(counters, 'filling replay' if acting and len(replay) < learn_after else None)
+        logger.progress(counters, 'filling replay' if acting and filled < learn_after else None)
 
         # log
         if log_now(counters.step):
             if learned:
                 check_finite(metrics, counters.step)
-            logger.train(counters, metrics, episode_returns)
+            logger.train(counters, metrics, distributed.gather(episode_returns) if acting else episode_returns)
             episode_returns = []
 
         # evaluate

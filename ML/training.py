@@ -88,7 +88,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     if c['evaluate'] and not c['load']:
         raise CheckpointError("evaluate=true: no checkpoint to evaluate; give load=true (this experiment's), "
                               "load=best, load='words' or load=path.pt")
-    device = distributed.start(_device(c['device']), c['num_processes'], online=c['Env'] is not None)
+    device = distributed.start(_device(c['device']), c['num_processes'])
     tracker_writers = trackers.chosen(c)  # each one installed
     _seed(distributed.process_seed(c['seed']))
 
@@ -128,11 +128,17 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                                        elapsed=state.get('elapsed', 0.0), video=c['video'], cwd=cwd)
     distributed.check_agent(agent)
     distributed.broadcast_state(agent)  # every process starts from process 0's weights
-    envs_resumed = bool(state.get('world')) and world.online and world.load_state_dict(state['world'])
-    if world.online and state.get('world') is not None and not envs_resumed:
+    # the checkpoint holds process 0's environments and replay: the other processes start theirs afresh
+    own = distributed.is_main()
+    envs_resumed = own and bool(state.get('world')) and world.online and world.load_state_dict(state['world'])
+    if own and world.online and state.get('world') is not None and not envs_resumed:
         notes.append(f'Env={world.name} could not be saved mid-episode: its environments start new episodes')
-    replay = make_replay(c, world, device, paths.replay, resume=state.get('replay') if world.online else None,
-                         restart=not envs_resumed)
+    if state and world.online and distributed.world_size() > 1:
+        others = 'process 1' if distributed.world_size() == 2 else f'processes 1 to {distributed.world_size() - 1}'
+        notes.append(f'{others}: new episodes and an empty replay (the checkpoint holds process 0\'s environments '
+                     f'and replay); learning goes on once every replay holds learn_after')
+    replay = make_replay(c, world, device, paths.replay,
+                         resume=state.get('replay') if world.online and own else None, restart=not envs_resumed)
     if state and world.online and not c['stream'] and not c['offline'] and len(replay) == 0 and counters.step:
         notes.append('this checkpoint was saved without its replay (replay.save=true keeps it with every '
                      'checkpoint): the replay refills before learning goes on')
@@ -171,9 +177,9 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     except BaseException:
         folder.release()
         raise
-    if c['video']:
+    if c['video'] and distributed.is_main():
         world.video_folder = paths.folder / 'media'
-    if state:
+    if state and (distributed.is_main() or not world.online):  # online, the others keep their own draws
         checkpoints.set_random_state(state['random'], agent)
     accelerated = (c['precision'], c['accelerate'], c['compile'], c['channels_last']) != ('fp32', False, False, False)
     for line in [getattr(world, 'description', None),
@@ -255,7 +261,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         saved_to = f'saved {_shown(paths.checkpoint, cwd)}; load=true resumes it' if c['save'] else \
             'nothing saved (save=false)'
         raise Interrupted(f'{stop.name} at step {counters.step}: {saved_to}', stop.requested)
-    if online_replay and not c['replay']['save'] and not c['replay']['load']:
+    if online_replay and not c['replay']['save'] and not c['replay']['load'] and distributed.is_main():
         remove_replay(paths.replay)  # kept only to survive an interruption
     folder.set_status('completed')
     folder.release()

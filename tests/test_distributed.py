@@ -141,7 +141,110 @@ def test_several_processes_are_the_ml_commands_or_a_launchers(user_dir):
     with pytest.raises(ConfigError, match=r'num_processes=2: the ML command starts the processes .* torchrun '
                                           r'--nproc_per_node 2'):
         ML.launch('num_processes=2', 'progress=false')
-    with pytest.raises(ConfigError, match=r'num_processes=2: reinforcement learning \(Env=...\) trains in one '
-                                          r'process'):
+    with pytest.raises(ConfigError, match=r'num_processes=2: the ML command starts the processes'):
         ML.launch('task=RL', 'Env=CartPole-v1', 'num_processes=2', 'progress=false')
     assert not (user_dir / 'Benchmarking').exists()
+
+
+# Reinforcement learning: DQN on CartPole, each process stepping one env of its own; epsilon held at 1 (every action
+# uniformly random from the agent's own generator), so that process 0 acts as a run of one process does
+RL = ['task=RL', 'Env=CartPole-v1', 'train_steps=60', 'learn_after=16', 'batch_size=8', 'eval_per_steps=30',
+      'eval_episodes=3', 'log_per_steps=20', 'agent.epsilon_end=1.0', 'progress=false']
+DQN = dict(agent='DQN', suite='gym', task='CartPole-v1')
+
+RL_PROBE = '''
+    import os
+    import signal
+
+    from torch import nn
+
+    CALLS = [0]
+
+
+    class Model(nn.Linear):
+        """A linear Q head on CartPole's 4 numbers: in process $PROBE_RANK, its forward pass number $PROBE_AT (the
+        online and the target network counted together) sends its own process SIGTERM."""
+
+        def __init__(self, in_shape, out_shape):
+            super().__init__(in_shape[0], out_shape[0])
+
+        def forward(self, x):
+            CALLS[0] += 1
+            if os.environ.get('RANK') == os.environ.get('PROBE_RANK') and CALLS[0] == int(os.environ['PROBE_AT']):
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super().forward(x)
+'''
+
+
+def rows(cwd: Path, name: str) -> list:
+    with open(run_dir(cwd, **DQN) / name) as file:
+        return list(csv.DictReader(file))
+
+
+@pytest.fixture(scope='module')
+def alone_rl(tmp_path_factory):
+    """The RL run in one process."""
+    cwd = tmp_path_factory.mktemp('alone_rl')
+    ml(*RL, cwd=cwd)
+    return cwd
+
+
+def test_two_processes_act_in_their_own_environments_and_count_every_frame_and_episode(alone_rl, tmp_path):
+    result = ml(*RL, 'num_processes=2', cwd=tmp_path)
+    assert result.stderr == ''
+    assert files(tmp_path) == files(alone_rl)  # process 0 alone wrote, what one process writes
+    # every step is one frame in each process: the budget and the counters are the run's, over both processes
+    assert [(row['step'], row['frame']) for row in rows(tmp_path, 'train.csv')] == [('20', '40'), ('40', '80'),
+                                                                                    ('60', '120')]
+    assert [(row['step'], row['frame']) for row in rows(alone_rl, 'train.csv')] == [('20', '20'), ('40', '40'),
+                                                                                    ('60', '60')]
+    # the evaluation's 3 episodes are shared out (2 in process 0, 1 in process 1) and all of them scored
+    assert [(row['step'], row['episodes']) for row in rows(tmp_path, 'eval.csv')] == [('30', '3'), ('60', '3')]
+    # process 0's environment is where a run of one process leaves its own, after the same 60 steps
+    two, one = (torch.load(checkpoint(cwd, **DQN), weights_only=False) for cwd in (tmp_path, alone_rl))
+    assert torch.equal(two['world']['obs'], one['world']['obs'])
+    assert torch.equal(two['world']['returns'], one['world']['returns'])
+    # the episodes of both processes are counted: process 1's CartPole ends episodes too
+    assert two['counters']['episode'] > one['counters']['episode']
+    # on demand, both processes evaluate process 0's checkpoint: the same returns as in the run, where process 1
+    # played its episode with its own networks, which the averaged gradients kept equal to process 0's
+    ml(*RL, 'num_processes=2', 'evaluate=true', 'load=true', cwd=tmp_path)
+    in_run, on_demand = rows(tmp_path, 'eval.csv')[-2:]
+    assert on_demand['evaluation'] == 'on demand' and on_demand['episodes'] == '3'
+    assert (on_demand['return'], on_demand['return_std']) == (in_run['return'], in_run['return_std'])
+
+
+def test_a_signal_to_one_rl_process_stops_both_and_the_run_resumes_to_its_end(tmp_path):
+    (tmp_path / 'Probe.py').write_text(textwrap.dedent(RL_PROBE).lstrip())
+    run = [*RL, 'Model=Probe.Model', 'num_processes=2']
+    # process 1's forward pass 41 comes within learning (from step 16: two passes a step, after the shape check)
+    result = ml(*run, cwd=tmp_path, check=False, env={'PROBE_RANK': '1', 'PROBE_AT': '41'})
+    assert result.returncode == 143, result.stderr[-3000:]
+    assert re.search(r'ML: Interrupted: SIGTERM at step \d+: saved Checkpoints', result.stderr)
+    stopped = torch.load(checkpoint(tmp_path, **DQN), weights_only=False)['counters']['step']
+    assert 16 < stopped < 60
+    assert (run_dir(tmp_path, **DQN) / 'status').read_text() == 'interrupted\n'
+    resumed = ml(*run, 'load=true', cwd=tmp_path)
+    assert 'ML: process 1: new episodes and an empty replay' in resumed.stdout
+    assert (run_dir(tmp_path, **DQN) / 'status').read_text() == 'completed\n'
+    assert [(row['step'], row['frame']) for row in rows(tmp_path, 'train.csv')] == [('20', '40'), ('40', '80'),
+                                                                                    ('60', '120')]
+    assert [(row['step'], row['episodes']) for row in rows(tmp_path, 'eval.csv')] == [('30', '3'), ('60', '3')]
+
+
+@pytest.mark.parametrize('agent, task, options', [
+    ('DrQV2', 'Pendulum-v1', ['Env=Pendulum-v1', 'Agent=DrQV2']),
+    ('DQN', 'CartPole-v1', ['Env=CartPole-v1', 'replay.prioritized=true', 'num_envs=3']),
+])
+def test_drqv2_and_prioritized_replay_learn_over_two_processes(agent, task, options, tmp_path):
+    result = ml('task=RL', *options, 'num_processes=2', 'train_steps=40', 'learn_after=16', 'batch_size=8',
+                'eval_episodes=3', 'eval_per_steps=20', 'log_per_steps=20', 'progress=false', cwd=tmp_path)
+    assert 'ML: 40 steps, ' in result.stdout
+    where = dict(agent=agent, suite='gym', task=task)
+    with open(run_dir(tmp_path, **where) / 'eval.csv') as file:
+        assert [(row['step'], row['episodes']) for row in csv.DictReader(file)] == [('20', '3'), ('40', '3')]
+    with open(run_dir(tmp_path, **where) / 'train.csv') as file:
+        learned = list(csv.DictReader(file))[-1]
+    # learning ran (a loss logged) and each step acted in at least one env of each process's
+    assert learned['step'] == '40' and float(learned[[key for key in learned if 'loss' in key][0]]) >= 0
+    assert int(learned['frame']) >= 2 * 40

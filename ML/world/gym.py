@@ -9,6 +9,7 @@ import torch
 from gymnasium.envs.registration import parse_env_id
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
+from ML import distributed
 from ML.errors import ConfigError, PathError, did_you_mean
 from ML.specs import Spec
 
@@ -57,14 +58,20 @@ class GymWorld:
     """A registered gymnasium id ('CartPole-v1') or a class / callable that builds a gymnasium.Env."""
     online = True
 
-    def __init__(self, env, num_envs=1, eval_episodes=10, seed=1, device='cpu', video=False, **env_kwargs):
+    def __init__(self, env, num_envs=1, eval_episodes=10, seed=1, device='cpu', video=False, process=0, processes=1,
+                 **env_kwargs):
         """video: render the evaluation env, so that the first episode of each evaluation is recorded (an mp4 named
-        by the loop step) to video_folder, which the launcher sets once the run's folder is known."""
+        by the loop step) to video_folder, which the launcher sets once the run's folder is known.
+
+        process of processes: which of the run's processes steps these envs (0 of 1 alone). Process p's training
+        envs take the seeds seed + p * num_envs + i, so process 0's are a run of one process's; it plays its share
+        of the eval_episodes (evaluate), from seed + processes * num_envs + p (seed + num_envs alone)."""
         if isinstance(env, gymnasium.Env):
             raise ConfigError(f'env={env!r} is an instance; give its id, class or a function that builds it '
                               f'(the world builds num_envs={num_envs} copies and one more to evaluate)')
         self.name = env if isinstance(env, str) else getattr(env, '__name__', type(env).__name__)
         self.num_envs, self.eval_episodes, self.seed, self.device = num_envs, eval_episodes, seed, device
+        self.process, self.processes = process, processes
 
         def make(**render):
             if not isinstance(env, str):
@@ -96,7 +103,7 @@ class GymWorld:
         self.action_repeat = _attribute(self.eval_env, 'action_repeat', 1)  # frames per step: Atari 4, DMC 2
         self.obs_spec, self._obs_dtype = _obs_spec(self.envs.single_observation_space)
         self.action_spec, self._action_start = _action_spec(self.envs.single_action_space)
-        self._obs, _ = self.envs.reset(seed=seed)  # sub-env i gets seed + i
+        self._obs, _ = self.envs.reset(seed=seed + process * num_envs)  # sub-env i gets that + i
         self._resetting = np.zeros(num_envs, bool)  # which envs' next step is a reset step
         self._returns = np.zeros(num_envs)           # return so far of each env's running episode
         # what a reset step stores as its action, which the env ignores
@@ -124,16 +131,19 @@ class GymWorld:
         return step
 
     def evaluate(self, agent, counters):
-        """Run eval_episodes separate episodes with the greedy policy on the eval env."""
+        """Run eval_episodes separate episodes with the greedy policy on the eval env: {'return': their mean,
+        'return_std', 'episodes'}. Several processes share them out (process p plays eval_episodes // processes,
+        one more for p < eval_episodes % processes) and every process returns the statistics of all of them."""
         returns = []
-        # the same seed every evaluation, so successive evaluations face the same start states; seed + num_envs
-        # keeps them apart from the training envs' seeds
-        obs, _ = self.eval_env.reset(seed=self.seed + self.num_envs)
+        # the same seed every evaluation, so successive evaluations face the same start states; past the training
+        # envs' seeds (seed + processes * num_envs - 1 the last), and apart for each process
+        obs, _ = self.eval_env.reset(seed=self.seed + self.processes * self.num_envs + self.process)
         if self.video_folder is not None and self._recorder is None:  # gymnasium's own recorder, started below
             self.eval_env = self._recorder = gymnasium.wrappers.RecordVideo(
                 self.eval_env, str(self.video_folder), episode_trigger=lambda episode: False)
         recorder = self._recorder
-        for episode in range(self.eval_episodes):
+        share = self.eval_episodes // self.processes + (self.process < self.eval_episodes % self.processes)
+        for episode in range(share):
             if recorder is not None and episode == 0:
                 recorder.start_recording(f'step-{counters.step}')
             total, done = 0.0, False
@@ -146,6 +156,7 @@ class GymWorld:
             if recorder is not None and episode == 0:
                 recorder.stop_recording()
             obs, _ = self.eval_env.reset()
+        returns = distributed.gather(returns) if self.processes > 1 else returns
         result = {'return': float(np.mean(returns)), 'return_std': float(np.std(returns)), 'episodes': len(returns)}
         normalize = _attribute(self.eval_env, 'human_normalized', None)
         if normalize is not None:  # Atari: (return - random) / (human - random)
