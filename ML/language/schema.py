@@ -6,9 +6,9 @@ that checks a value against it, and which keys a run leaves unused.
     train_steps: 1000      # (int >= 1 | null) ...
 
 A rule is alternatives joined by `|`; each is a kind, bounded on either side or both by <, <=, >, >= and a number.
-Kinds: int, float, bool, str (not empty), null, folder (one folder name), device, target (what an uppercase key builds: a name or
-a code value), targets (one or a list of them, built as an nn.Sequential), args (a twin's arguments by name) and list
-(a list of words).
+Kinds: int, float, bool, str (not empty), null, folder (one folder name), device, target (what an uppercase key
+builds: a name or a code value), targets (one or a list of them, built as an nn.Sequential), args (a twin's arguments
+by name) and list (a list of words).
 Numbers are finite (no nan or inf).
 """
 import functools
