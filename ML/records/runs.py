@@ -1,7 +1,7 @@
 """The runs under a folder, read back from what each left on disk: config.yaml, train.csv, eval.csv and status.
 
 A run is any folder holding train.csv or eval.csv, at any depth. Folders named `<run>~<date-time>` hold logs that a
-later run of the same name moved aside (launcher._archive): they are superseded, and skipped with all they hold.
+later run of the same name moved aside (RunFolder.move_aside): they are superseded, and skipped with all they hold.
 """
 import csv
 import math
@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ML.records.trackers import flatten
+
 COUNTERS = ('step', 'frame', 'episode', 'epoch', 'time')
 NOT_SCORES = {'eval': {'return_std', 'episodes', 'evaluation', 'checkpoint'}, 'train': set()}  # a row's details
 PERCENT = {'accuracy'}  # logged as a fraction, reported as a percentage
 LOGS = ('train.csv', 'eval.csv')
-MOVED_ASIDE = re.compile(r'~\d{8}-\d{6}(-\d+)?$')  # the suffix launcher._archive gives an earlier run's folder
+MOVED_ASIDE = re.compile(r'~\d{8}-\d{6}(-\d+)?$')  # the suffix RunFolder.move_aside gives an earlier run's folder
 # keys that say how a run was run, not what was learned: runs differing only in these are the same method
 NOT_HYPERPARAMETERS = {'seed', 'experiment', 'progress', 'device', 'save', 'save_per_steps', 'load',
                        'video', 'replay.save', 'replay.load', 'log_per_steps', 'eval_per_steps', 'train_steps',
@@ -89,7 +91,7 @@ def read(folder: Path) -> Run:
                task=str(provenance.get('task') or task or named.name),
                seed=seed, online=online,
                status=status_file.read_text().strip() if status_file.is_file() else 'unknown',
-               hyperparameters=_flat({key: value for key, value in config.items() if key != 'provenance'}),
+               hyperparameters=flatten({key: value for key, value in config.items() if key != 'provenance'}),
                train=train, eval=evaluation)
 
 
@@ -142,16 +144,6 @@ def _yaml(path: Path) -> dict:
     except yaml.YAMLError:  # a config cut short by a crash: the path still names the run
         return {}
     return loaded if isinstance(loaded, dict) else {}
-
-
-def _flat(config: dict, prefix: str = '') -> dict:
-    flat = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat
 
 
 def _csv(path: Path) -> dict:
