@@ -9,11 +9,10 @@ The result is printed and added to the run's eval.csv as one row marked `evaluat
 it read), which Plot leaves out of the learning curves. The checkpoint is only read; the run's folder is locked
 while the row is written and otherwise left as it is: its status, its other rows, no train.csv row.
 """
-from dataclasses import asdict
 from pathlib import Path
 
 from ML import distributed
-from ML.records.logger import CSV, plain
+from ML.records.logger import CSV, row
 from ML.records.run_folder import RunFolder, RunPaths
 from ML.run import eval_mode
 from ML.specs import Counters, RunResult
@@ -38,9 +37,8 @@ def evaluate_checkpoint(world, agent, counters: Counters, *, checkpoint: Path, p
             evaluation = world.evaluate(agent, counters)
         shown = checkpoint.relative_to(cwd) if checkpoint.is_relative_to(cwd) else checkpoint
         if main:
-            CSV(paths.folder / 'eval.csv').write({**asdict(counters), 'time': round(elapsed, 3),
-                                                  **{key: plain(value) for key, value in evaluation.items()},
-                                                  **MARKER, 'checkpoint': str(shown)})
+            marked = {**evaluation, **MARKER, 'checkpoint': str(shown)}
+            CSV(paths.folder / 'eval.csv').write(row(counters, elapsed, marked))
     finally:
         folder.release()
         if hasattr(world, 'close'):

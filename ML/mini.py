@@ -99,17 +99,9 @@ def check(config: dict, live: dict, train) -> RunResult:
 def reload(result: RunResult, live: dict):
     """The run's checkpoint rebuilt into a new agent from the config it holds (as ML.load_agent does), which must act
     as the trained agent on a batch of random observations (greedily); RunError naming the checkpoint if not."""
-    from ML.builders import make_agent
-    from ML.language import compose
-    from ML.records import checkpoints
-    from ML.specs import Spec
-    state = checkpoints.read(result.checkpoint)
-    c = compose.live_objects({**compose.defaults(), **state['config']}, live or {})
-    specs = {key: Spec.from_plain(spec) for key, spec in c.pop('specs').items()}
+    from ML.training import rebuilt_agent
     device = next(result.agent.parameters(), torch.zeros(0)).device
-    again = make_agent(c, specs, Path.cwd(), str(device))
-    checkpoints.restore(again, state, result.checkpoint)
-    again.train(False)
+    again, specs = rebuilt_agent(result.checkpoint, live=live, device=str(device))
     obs_spec, generator = specs['obs_spec'], torch.Generator().manual_seed(0)
     if obs_spec.dtype.is_floating_point:
         obs = torch.rand(8, *obs_spec.shape, generator=generator).to(obs_spec.dtype)

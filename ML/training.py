@@ -432,10 +432,16 @@ def load_agent(path_or_words, **hyperparams):
     were passed from code to the run are passed again here, by the same key (`Model=my_model`)."""
     cwd = Path.cwd()
     path = checkpoints.find(path_or_words, cwd / 'Checkpoints' / 'none.pt', cwd / 'Checkpoints')
+    return rebuilt_agent(path, hyperparams)[0]
+
+
+def rebuilt_agent(path: Path, hyperparams: dict = None, live: dict = None, device: str = None) -> tuple:
+    """(agent, specs): the agent of the checkpoint at `path`, built from the config it holds with `hyperparams` over
+    it (keys added since it was written take their defaults) and `live` objects by key, on `device` (None: its
+    config's), loaded and in eval mode; specs maps obs_spec and label_spec or action_spec to their Spec."""
     state = checkpoints.read(path)
-    # keys added since the checkpoint was written take their defaults
-    c = compose.live_objects({**compose.defaults(), **state['config'], **hyperparams}, {})
+    c = compose.live_objects({**compose.defaults(), **state['config'], **(hyperparams or {})}, live or {})
     specs = {key: Spec.from_plain(spec) for key, spec in c.pop('specs').items()}
-    agent = make_agent(c, specs, cwd, _device(c['device']))
+    agent = make_agent(c, specs, Path.cwd(), device or _device(c['device']))
     checkpoints.restore(agent, state, path)
-    return agent.train(False)
+    return agent.train(False), specs

@@ -58,6 +58,11 @@ class CSVWriter(Writer):
         self.files[kind].write(row)
 
 
+def row(counters, elapsed: float, metrics: dict) -> dict:
+    """A train.csv or eval.csv row: the Counters, `time` (seconds the run has trained) and the metrics as cells."""
+    return {**asdict(counters), 'time': round(elapsed, 3), **{key: plain(value) for key, value in metrics.items()}}
+
+
 def plain(value):
     """A metric as a CSV cell: a tensor or float rounded to 6 digits, anything else as it is."""
     return round(float(value), 6) if hasattr(value, 'item') or isinstance(value, float) else value
@@ -106,7 +111,7 @@ class Logger:
         self.start_time = time.perf_counter()
 
     def _row(self, counters, metrics: dict) -> dict:
-        return {**asdict(counters), 'time': round(self.elapsed(), 3), **{k: plain(v) for k, v in metrics.items()}}
+        return row(counters, self.elapsed(), metrics)
 
     def _write(self, kind: str, row: dict):
         for writer in self.writers:
