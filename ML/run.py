@@ -31,10 +31,20 @@ def eval_mode(agent):
         agent.train(was_training)
 
 
+def computed(metrics: dict) -> dict:
+    """learn()'s metrics with the deferred ones computed: a metric may be a function of no arguments, called only on
+    the steps that write a row or save (a batch's training accuracy costs a few small ops, which a small model feels
+    every step; its value at the logged step is all a row shows)."""
+    return {name: value() if callable(value) else value for name, value in metrics.items()}
+
+
 def check_finite(metrics: dict, step: int):
     """A loss (or any metric learn() returned) that is nan or infinite stops the run before it saves anything:
-    the weights it came from are no good. Raises NonFiniteLoss naming the metric and the step."""
+    the weights it came from are no good; deferred metrics not yet computed are left out. Raises NonFiniteLoss
+    naming the metric and the step."""
     for name, value in metrics.items():
+        if callable(value):
+            continue
         number = float(value)
         if not math.isfinite(number):
             raise NonFiniteLoss(f'{name} is {number} at step {step}')
@@ -90,7 +100,7 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
         nonlocal saved_at
         if checkpoint is not None:
             if learned:
-                check_finite(metrics, counters.step)
+                check_finite(computed(metrics), counters.step)
             checkpoint(counters, loop_state())
         saved_at = counters.step
 
@@ -139,7 +149,7 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
             if check_each_step:  # on the CPU reading a number is free; on a GPU it waits for the device
                 check_finite(metrics, counters.step + 1)
                 check_each_step = all(getattr(getattr(value, 'device', None), 'type', 'cpu') == 'cpu'
-                                      for value in metrics.values())
+                                      for value in metrics.values() if not callable(value))
             if not acting:  # offline, a frame is a data point learned from
                 counters.frame += getattr(replay, 'served', len(batch.obs))  # several processes: every slice
                 if getattr(replay, 'pass_ended', False):
@@ -150,6 +160,7 @@ def run(world, agent, replay, logger, counters: Counters, *, train_steps=None, t
 
         # log
         if log_now(counters.step):
+            metrics = computed(metrics)
             if learned:
                 check_finite(metrics, counters.step)
             logger.train(counters, metrics, distributed.gather(episode_returns) if acting else episode_returns)

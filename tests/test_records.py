@@ -1,14 +1,15 @@
 """What a run writes: CSV logs that widen when a metric first appears, atomic checkpoints, finding them by words."""
 import csv
 import os
+import types
 
 import pytest
 import torch
 
-from ML.errors import CheckpointError
+from ML.errors import CheckpointError, NonFiniteLoss
 from ML.records import checkpoints
 from ML.records.logger import CSV
-from ML.run import Every
+from ML.run import Every, run
 from ML.specs import Counters
 
 
@@ -28,6 +29,49 @@ def test_a_metric_that_appears_later_widens_the_csv(tmp_path):
 def test_every_names_a_timing_rule():
     assert [step for step in range(1, 11) if Every(4)(step)] == [4, 8]
     assert not any(Every(None)(step) for step in range(10)) and not any(Every(0)(step) for step in range(10))
+
+
+class Rows:
+    """The loop's logger, reduced to the train rows it is handed."""
+
+    def __init__(self):
+        self.rows = []
+
+    def train(self, counters, metrics, episode_returns):
+        self.rows.append((counters.step, {key: float(value) for key, value in metrics.items()}))
+
+    def start(self, counters):
+        pass
+
+    def progress(self, counters, stage=None):
+        pass
+
+    def eval(self, counters, metrics):
+        pass
+
+
+def train_rows(metric, steps=10, log_per_steps=4) -> list:
+    """The rows of a loop whose agent returns {'loss': 1, 'margin': metric(step)} at each learning step."""
+    world = types.SimpleNamespace(online=False, evaluate=lambda agent, counters: {})
+    replay = types.SimpleNamespace(sample=lambda: types.SimpleNamespace(obs=torch.zeros(2, 3)))
+    agent, logger = torch.nn.Module(), Rows()
+    agent.learn = lambda batch, counters: {'loss': torch.tensor(1.0), 'margin': metric(counters.step + 1)}
+    run(world, agent, replay, logger, Counters(), train_steps=steps, log_per_steps=log_per_steps)
+    return logger.rows
+
+
+def test_a_deferred_metric_is_computed_only_on_the_steps_that_write_it():
+    computed = []
+
+    def margin(step):
+        return lambda: computed.append(step) or step / 10  # a function of no arguments: deferred
+    assert train_rows(margin) == [(4, {'loss': 1.0, 'margin': 0.4}), (8, {'loss': 1.0, 'margin': 0.8})]
+    assert computed == [4, 8]
+
+
+def test_a_deferred_metric_that_is_nan_stops_the_run_at_the_row_that_shows_it():
+    with pytest.raises(NonFiniteLoss, match='margin is nan at step 4'):
+        train_rows(lambda step: lambda: float('nan'))
 
 
 class Agent(torch.nn.Module):

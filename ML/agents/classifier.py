@@ -68,8 +68,9 @@ class Classifier(nn.Module):
             loss = self.loss(output, batch.label)
         self.update(loss, self.optim, self.scheduler)
         metrics = {'loss': loss.detach()}  # tensors: read only on the steps the logger writes (no sync per step)
-        if not self.regression:
-            metrics['accuracy'] = (output.detach().argmax(-1) == batch.label).float().mean()
+        if not self.regression:  # deferred: computed only on the steps that write it (ML/run.py)
+            output, label = output.detach(), batch.label
+            metrics['accuracy'] = lambda: (output.argmax(-1) == label).float().mean()
         return metrics
 
     def _output(self, obs: torch.Tensor) -> torch.Tensor:
