@@ -30,19 +30,16 @@ figures scatter from 11 to 36 steps/s, and the ratios with them.
 """
 import argparse
 import csv
-import logging
-import statistics
-import time
-import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset
 
 import ML
-from common import interleave, logged_rate, workspace  # Benchmarking/common.py, beside this script
+from common import (hand_written, interleave, logged_rate, paired, quiet_lightning,  # Benchmarking/common.py
+                    through_lightning, workspace)
 
 SAMPLES, CLASSES = 10_000, 10
 
@@ -82,65 +79,12 @@ class CIFARShaped(Dataset):
         return self.data[index], self.targets[index]
 
 
-def hand_written(steps: int, warm: int, batch_size: int) -> float:
-    """Returns steps per second over the steps after the first `warm`."""
-    x, y = cifar_shaped()
-    model = TutorialCNN()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    order, position = torch.randperm(len(x)), 0
-    for step in range(1, steps + 1):
-        if position >= len(x):
-            order, position = torch.randperm(len(x)), 0
-        index = order[position:position + batch_size]
-        position += batch_size
-        loss = F.cross_entropy(model(x[index]), y[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if step % warm == 0:
-            loss.item()  # what logging a loss costs
-        if step == warm:
-            start = time.perf_counter()
-    return (steps - warm) / (time.perf_counter() - start)
-
-
 def through_ml(steps: int, warm: int, batch_size: int, folder: Path, precision: str = 'fp32') -> float:
     """Returns steps per second by the run's own train.csv, between its first row (step `warm`) and its last."""
     ML.launch(f'train_steps={steps}', f'log_per_steps={warm}', f'batch_size={batch_size}', f'precision={precision}',
               'eval_per_steps=null', 'save=false', 'progress=false', 'experiment=cnn',
               Model=TutorialCNN, Dataset=CIFARShaped)
     return logged_rate(folder / 'Benchmarking/cnn/Classifier/classify/CIFARShaped_1/train.csv', counter='step')
-
-
-def through_lightning(steps: int, warm: int, batch_size: int) -> float:
-    """Returns steps per second over the steps after the first `warm`, timed by a callback."""
-    import lightning as L
-
-    class Module(L.LightningModule):
-        def __init__(self):
-            super().__init__()
-            self.model = TutorialCNN()
-
-        def training_step(self, batch, batch_index):
-            x, y = batch
-            return F.cross_entropy(self.model(x), y)
-
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.parameters(), lr=1e-3)
-
-    class Clock(L.Callback):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_index):
-            if trainer.global_step == warm:
-                self.start = time.perf_counter()
-            if trainer.global_step == steps:
-                self.end = time.perf_counter()
-
-    clock = Clock()
-    trainer = L.Trainer(accelerator='cpu', devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, max_steps=steps, callbacks=[clock])
-    loader = DataLoader(TensorDataset(*cifar_shaped()), batch_size=batch_size, shuffle=True)
-    trainer.fit(Module(), loader)
-    return (steps - warm) / (clock.end - clock.start)
 
 
 def default_task_accuracy(precision: str, folder: Path) -> float:
@@ -158,25 +102,22 @@ def main():
     parser.add_argument('--batch-size', type=int, default=128)
     args = parser.parse_args()
     folder = workspace()
-    warnings.filterwarnings('ignore', module='lightning')  # its advice to add DataLoader workers, each round
-    logging.getLogger('lightning.pytorch').setLevel(logging.ERROR)
+    quiet_lightning()
     work = (args.steps, args.log, args.batch_size)
-    sides = {'hand-written': lambda: hand_written(*work), 'ML': lambda: through_ml(*work, folder),
-             'Lightning': lambda: through_lightning(*work), 'ML bf16': lambda: through_ml(*work, folder, 'bf16')}
-    figures = {name: [] for name in sides}  # each round's, for the ratios within a round
-    medians = interleave({name: (lambda name=name: figures[name].append(sides[name]()) or figures[name][-1])
-                          for name in sides}, args.rounds, 'steps/s')
+    sides = {'hand-written': lambda: hand_written(TutorialCNN(), *cifar_shaped(), *work),
+             'ML': lambda: through_ml(*work, folder),
+             'Lightning': lambda: through_lightning(TutorialCNN(), *cifar_shaped(), *work),
+             'ML bf16': lambda: through_ml(*work, folder, 'bf16')}
+    figures = {}
+    medians = interleave(sides, args.rounds, 'steps/s', figures)
     hand, ml, lightning, bf16 = (medians[name] for name in sides)
     print(f'median over {args.rounds} rounds of {args.steps} steps (batch {args.batch_size}): hand-written '
           f'{hand:.1f}, ML {ml:.1f}, Lightning {lightning:.1f}, ML bf16 {bf16:.1f} steps/s')
     print(f'ratio of the medians: ML/hand {ml / hand:.3f} (overhead {1e3 * (1 / ml - 1 / hand):+.3f} ms/step), '
           f'ML/Lightning {ml / lightning:.3f} (Lightning\'s overhead {1e3 * (1 / lightning - 1 / hand):+.3f} '
           f'ms/step), ML bf16/fp32 {bf16 / ml:.3f}')
-
-    def paired(a, b) -> float:  # the sides of one round ran back to back, under much the same load
-        return statistics.median(x / y for x, y in zip(figures[a], figures[b]))
-    print(f"median of the rounds' ratios: ML/hand {paired('ML', 'hand-written'):.3f}, ML/Lightning "
-          f"{paired('ML', 'Lightning'):.3f}, ML bf16/fp32 {paired('ML bf16', 'ML'):.3f}")
+    print(f"median of the rounds' ratios: ML/hand {paired(figures, 'ML', 'hand-written'):.3f}, ML/Lightning "
+          f"{paired(figures, 'ML', 'Lightning'):.3f}, ML bf16/fp32 {paired(figures, 'ML bf16', 'ML'):.3f}")
     print(f'the default task in bf16: final test accuracy {default_task_accuracy("bf16", folder):.2%}')
 
 
