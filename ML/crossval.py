@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ML.errors import ConfigError
+from ML.records.logger import shown
 from ML.specs import RunResult
 
 
@@ -57,7 +58,7 @@ def cross_validate(config: dict, live: dict, train, on_evaluation=None, root: Pa
     write_table(folder / 'cv.csv', results, evaluation)
     kind = 'stratified ' if config['cv']['stratified'] else ''
     print(f'ML: {folds}-fold {kind}cross-validation: {describe(evaluation)} '
-          f'(each fold evaluated on its held-out part); {_shown(folder / "cv.csv")}')
+          f'(each fold evaluated on its held-out part); {shown(folder / "cv.csv")}')
     last = results[-1]
     status = 'skipped' if all(result.status == 'skipped' for result in results) else 'completed'
     return RunResult(last.agent, evaluation, last.counters, folder, last.checkpoint, status=status)
@@ -93,7 +94,7 @@ def write_table(path: Path, results: list, evaluation: dict):
         writer.writerow(['fold', *metrics, 'steps', 'status', 'folder'])
         for fold, result in enumerate(results, 1):
             writer.writerow([fold, *[result.evaluation[key] for key in metrics], result.counters.step,
-                             result.status, _shown(result.folder)])
+                             result.status, shown(result.folder)])
         for row in ('mean', 'std'):
             writer.writerow([row, *[evaluation[key if row == 'mean' else f'{key}_std'] for key in metrics],
                              '', '', ''])
@@ -125,7 +126,3 @@ def split(dataset, folds: int, fold: int, seed: int, stratified: bool, keys=None
     train, held_out = list(splitter.split(np.zeros(len(dataset)), labels))[fold - 1]
     return Subset(dataset, train.tolist()), Subset(dataset, held_out.tolist())
 
-
-def _shown(path: Path) -> str:
-    """A path relative to the working directory when it lies inside it."""
-    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)

@@ -12,11 +12,10 @@ while the row is written and otherwise left as it is: its status, its other rows
 from pathlib import Path
 
 from ML import distributed
-from ML.records.logger import CSV, row
+from ML.records.logger import CSV, row, scores, shown
 from ML.records.run_folder import RunFolder, RunPaths
 from ML.run import eval_mode
 from ML.specs import Counters, RunResult
-from ML.training import _score
 
 MARKER = {'evaluation': 'on demand'}  # the column and value that mark such a row in eval.csv
 
@@ -35,17 +34,16 @@ def evaluate_checkpoint(world, agent, counters: Counters, *, checkpoint: Path, p
             world.video_folder = paths.folder / 'media' / 'on-demand'
         with eval_mode(agent):
             evaluation = world.evaluate(agent, counters)
-        shown = checkpoint.relative_to(cwd) if checkpoint.is_relative_to(cwd) else checkpoint
         if main:
-            marked = {**evaluation, **MARKER, 'checkpoint': str(shown)}
+            marked = {**evaluation, **MARKER, 'checkpoint': shown(checkpoint, cwd)}
             CSV(paths.folder / 'eval.csv').write(row(counters, elapsed, marked))
     finally:
         folder.release()
         if hasattr(world, 'close'):
             world.close()
-    scores = ', '.join(f'{key} {_score(key, value)}' for key, value in evaluation.items())
     if main:
-        print(f'ML: evaluated {shown} (step {counters.step}): {"evaluation" if world.online else "test"} {scores}; '
-              f'a row marked evaluation: on demand in {(paths.folder / "eval.csv").relative_to(cwd)}')
+        print(f'ML: evaluated {shown(checkpoint, cwd)} (step {counters.step}): '
+              f'{"evaluation" if world.online else "test"} {scores(evaluation)}; '
+              f'a row marked evaluation: on demand in {shown(paths.folder / "eval.csv", cwd)}')
     return RunResult(agent.train(False), evaluation, counters, paths.folder, checkpoint)
 

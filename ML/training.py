@@ -13,15 +13,15 @@ import numpy as np
 import torch
 import yaml
 
-from ML import crossval, distributed, mini, run
+from ML import crossval, distributed, mini, resume, run
 from ML.agents.update import describe, metric_schedulers
 from ML.builders import make_agent, make_replay, make_world
 from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
 from ML.language import compose
 from ML.records import checkpoints, provenance, trackers
-from ML.records.logger import Logger, busy
+from ML.records.logger import Logger, busy, scores, shown
 from ML.records.monitor import Monitor, evaluation_metrics, task_score
-from ML.records.run_folder import RunFolder, RunPaths, describe_owner, remove_replay
+from ML.records.run_folder import RunFolder, remove_replay
 from ML.specs import Counters, RunResult, Spec
 
 
@@ -100,16 +100,16 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
              **({'action_spec': world.action_spec} if world.online else {'label_spec': world.label_spec})}
     plain_specs = {key: spec.plain() for key, spec in specs.items()}
     agent = make_agent(c, specs, cwd, device)
-    paths = run_paths(root, c, type(agent).__name__, world)
+    paths = resume.run_paths(root, c, type(agent).__name__, world)
     if c['load'] is True and not paths.checkpoint.is_file() and not c['variant']:
-        found = _sweep_member_variant(cwd, c, type(agent).__name__, world, config)
+        found = resume.sweep_member_variant(cwd, c, type(agent).__name__, world, config)
         if found:  # the sweep member with these settings: the run goes on in its folder
             c['variant'] = config['variant'] = found
-            paths = run_paths(cwd, c, type(agent).__name__, world)
+            paths = resume.run_paths(cwd, c, type(agent).__name__, world)
     if member and not c['load']:
-        earlier = _member_state(paths, config)
+        earlier = resume.member_state(paths, config)
         if earlier == 'completed':
-            return _completed(paths, agent, cwd)
+            return resume.completed(paths, agent, cwd)
         c['load'] = earlier == 'resume'
 
     # resume: the checkpoint's weights, optimizers and schedules, the world's envs where they were, its replay
@@ -120,7 +120,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
             state = checkpoints.read(path)
         notes += checkpoints.restore(agent, state, path)
         counters = Counters(**state['counters'])
-        notes.insert(0, _resume_line(path, counters, state['config'], config, cwd))
+        notes.insert(0, resume.line(path, counters, state['config'], config, cwd))
         resuming = path.resolve() == paths.checkpoint.resolve()  # its own folder goes on; another run's starts one
         if c['evaluate']:  # the checkpoint evaluated, one marked row in eval.csv, nothing else written
             from ML.evaluation import evaluate_checkpoint
@@ -165,8 +165,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         if distributed.is_main():
             checkpoints.remove_temporaries(paths.checkpoint)
         if earlier is not None and earlier.status in ('running', 'interrupted') and not resuming:
-            notes.append(_earlier_line(earlier, paths, cwd))
-        history = _resume_history(paths.folder, counters, c['load']) if resuming else []
+            notes.append(resume.earlier_line(earlier, paths, cwd))
+        history = resume.history(paths.folder, counters) if resuming else []
         saved = {**config, 'provenance': {
             'agent': type(agent).__name__, 'suite': world.suite, 'task': world.name, 'seed': c['seed'],
             'specs': plain_specs, 'versions': provenance.versions(), 'git': git,
@@ -258,82 +258,25 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     if stop.requested is not None:
         folder.set_status('interrupted')
         folder.release()
-        saved_to = f'saved {_shown(paths.checkpoint, cwd)}; load=true resumes it' if c['save'] else \
+        saved_to = f'saved {shown(paths.checkpoint, cwd)}; load=true resumes it' if c['save'] else \
             'nothing saved (save=false)'
         raise Interrupted(f'{stop.name} at step {counters.step}: {saved_to}', stop.requested)
     if online_replay and not c['replay']['save'] and not c['replay']['load'] and distributed.is_main():
         remove_replay(paths.replay)  # kept only to survive an interruption
     folder.set_status('completed')
     folder.release()
-    scores = ', '.join(f'{key} {_score(key, value)}' for key, value in (evaluation or {}).items())
-    saved_to = f', checkpoint {_shown(paths.checkpoint, cwd)}' if c['save'] else ''
+    saved_to = f', checkpoint {shown(paths.checkpoint, cwd)}' if c['save'] else ''
     if c['save_best'] and monitor.best is not None:
-        saved_to += (f', best {_shown(checkpoints.best_path(paths.checkpoint), cwd)} ({monitor.metric} '
+        saved_to += (f', best {shown(checkpoints.best_path(paths.checkpoint), cwd)} ({monitor.metric} '
                      f'{monitor.shown(monitor.best)} at step {monitor.best_step})')
     stopped = f'; {monitor.summary()}' if monitor.stopped else ''
     if distributed.is_main():
         print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
-              f'{"evaluation" if world.online else "test"} {scores}{stopped}; logs {_shown(paths.folder, cwd)}'
+              f'{"evaluation" if world.online else "test"} {scores(evaluation or {})}{stopped}; '
+              f'logs {shown(paths.folder, cwd)}'
               f'{saved_to}')
     return RunResult(agent.train(False), evaluation or {}, counters, paths.folder,
                      paths.checkpoint if c['save'] else None)
-
-
-def _resume_line(path: Path, counters, saved_config: dict, config: dict, cwd: Path) -> str:
-    """What is resumed, from where, and which hyperparameters changed since the checkpoint."""
-    changed = _changes(saved_config, config)
-    where = path.relative_to(cwd) if path.is_relative_to(cwd) else path
-    return (f'resuming {where} at step {counters.step}'
-            + (f' (changed: {", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())})'
-               if changed else ''))
-
-
-def _changes(saved: dict, now: dict, prefix: str = '') -> dict:
-    """key -> (value in the checkpoint, value now), for every setting that differs (load and specs aside)."""
-    found = {}
-    for key in sorted(set(saved) | set(now)):
-        name = f'{prefix}{key}'
-        if name in ('load', 'specs', 'variant'):
-            continue
-        old, new = saved.get(key), now.get(key)
-        if isinstance(old, dict) and isinstance(new, dict):
-            found.update(_changes(old, new, f'{name}.'))
-        elif old != new:
-            found[name] = (old, new)
-    return found
-
-
-def _resume_history(folder: Path, counters, load) -> list:
-    """The resumes of this run so far (config.yaml's provenance.resumed), and this one."""
-    try:
-        earlier = yaml.safe_load((folder / 'config.yaml').read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        earlier = {}
-    history = list((earlier.get('provenance') or {}).get('resumed') or [])
-    return history + [{'step': counters.step, 'at': time.strftime('%Y-%m-%d %H:%M:%S')}]
-
-
-def _earlier_line(earlier, paths: RunPaths, cwd: Path) -> str:
-    """A fresh run found a run that was killed (or interrupted) in its folder: what load=true would resume."""
-    who = describe_owner(earlier.owner) if earlier.owner else 'a run'
-    checkpoint = (f'load=true resumes it from {paths.checkpoint.relative_to(cwd)}' if paths.checkpoint.is_file()
-                  else 'it left no checkpoint')
-    ended = 'was killed' if earlier.status == 'running' else 'was interrupted'
-    return (f'{paths.folder.relative_to(cwd)}: the run there ({who}) {ended}; {checkpoint}. '
-            f'This fresh run moves it aside (<name>~<time>)')
-
-
-def _score(key, value) -> str:
-    return f'{value:.2%}' if key == 'accuracy' else f'{value:.4g}' if isinstance(value, float) else str(value)
-
-
-def _shown(path: Path, cwd: Path) -> str:
-    """A path relative to the working directory, or whole outside it (mini=true's temporary folder)."""
-    return str(path.relative_to(cwd) if path.is_relative_to(cwd) else path)
-
-
-def _safe(name: str) -> str:
-    return str(name).replace('/', '_').replace(' ', '_')
 
 
 def _device(device: str) -> str:
@@ -359,70 +302,6 @@ def _seed(seed: int):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-# settings a resumed run may change (the budget, the cadence of logs and saves, where it runs) without being another
-# run: a sweep member, or load=true, matches its run on every other key
-RESUMABLE = {'load', 'progress', 'device', 'variant', 'train_steps', 'train_frames', 'save', 'save_per_steps',
-             'eval_per_steps', 'log_per_steps', 'eval_episodes', 'video', 'num_workers', 'num_processes',
-             'evaluate', 'early_stop', 'save_best',
-             'tensorboard', 'wandb', 'mlflow', 'tracking'}  # where a run is tracked
-
-
-def _settings(config: dict) -> dict:
-    """What makes a run this run: its config without provenance and the RESUMABLE keys."""
-    return {key: value for key, value in config.items() if key not in RESUMABLE and key not in ('provenance', 'specs')}
-
-
-def _saved_config(folder: Path) -> dict:
-    try:
-        return yaml.safe_load((folder / 'config.yaml').read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return {}
-
-
-def _member_state(paths: RunPaths, config: dict) -> str:
-    """What a sweep member finds in its folder: 'completed' (the same settings and budget, done), 'resume' (an
-    interrupted, crashed or killed run of the same settings with a checkpoint, or a completed shorter one), or
-    'fresh' (nothing, or another run: it moves aside)."""
-    status = RunFolder(paths).status()
-    saved = _saved_config(paths.folder)
-    if status is None or _settings(saved) != _settings(config) or not paths.checkpoint.is_file():
-        return 'fresh'
-    budget = ('train_steps', 'train_frames')
-    if status == 'completed' and all(saved.get(key) == config.get(key) for key in budget):
-        return 'completed'
-    return 'resume'
-
-
-def _completed(paths: RunPaths, agent, cwd: Path) -> RunResult:
-    """A member an earlier run of the sweep completed: its checkpoint's agent and its last evaluation."""
-    path = paths.checkpoint
-    state = checkpoints.read(path)
-    checkpoints.restore(agent, state, path)
-    return RunResult(agent.train(False), dict((state.get('loop') or {}).get('evaluation') or {}),
-                     Counters(**state['counters']), paths.folder, path, status='skipped')
-
-
-def _sweep_member_variant(cwd: Path, c: dict, agent_name: str, world, config: dict):
-    """load=true for a run whose own checkpoint is missing: the variant of the sweep member of this experiment whose
-    settings are this run's, when there is exactly one (None when there is none)."""
-    own = run_paths(cwd, c, agent_name, world)
-    experiment = cwd / 'Benchmarking' / c['experiment']
-    pattern = f'*/{own.folder.relative_to(experiment)}/config.yaml'
-    matches = [folder.parent for folder in experiment.glob(pattern)
-               if _settings(_saved_config(folder.parent)) == _settings(config)]
-    if len(matches) > 1:
-        raise CheckpointError(f'load=true: several sweep members have these settings '
-                              f'({", ".join(str(m.relative_to(cwd)) for m in matches)}); give variant=...')
-    return matches[0].relative_to(experiment).parts[0] if matches else None
-
-
-def run_paths(cwd: Path, c: dict, agent_name: str, world) -> RunPaths:
-    where = Path(c['experiment'], *([c['variant']] if c['variant'] else []), agent_name, world.suite)
-    run = f'{_safe(world.name)}_{c["seed"]}'
-    return RunPaths(cwd / 'Benchmarking' / where / run, cwd / 'Checkpoints' / where / f'{run}.pt',
-                    cwd / 'Datasets' / 'ReplayBuffer' / where / run)
 
 
 def load_agent(path_or_words, **hyperparams):
