@@ -7,7 +7,7 @@ import numpy as np
 
 from ML import distributed
 from ML.errors import NonFiniteLoss
-from ML.specs import Counters
+from ML.specs import Counters, Metrics
 
 
 class Every:
@@ -31,14 +31,14 @@ def eval_mode(agent):
         agent.train(was_training)
 
 
-def computed(metrics: dict) -> dict:
-    """learn()'s metrics with the deferred ones computed: a metric may be a function of no arguments, called only on
-    the steps that write a row or save (a batch's training accuracy costs a few small ops, which a small model feels
-    every step; its value at the logged step is all a row shows)."""
+def computed(metrics: Metrics) -> Metrics:
+    """learn()'s metrics with the deferred ones (ML.specs.Metrics) computed: called only on the steps that write a
+    row or save (a batch's training accuracy costs a few small ops, which a small model feels every step; its value
+    at the logged step is all a row shows)."""
     return {name: value() if callable(value) else value for name, value in metrics.items()}
 
 
-def check_finite(metrics: dict, step: int):
+def check_finite(metrics: Metrics, step: int):
     """A loss (or any metric learn() returned) that is nan or infinite stops the run before it saves anything:
     the weights it came from are no good; deferred metrics not yet computed are left out. Raises NonFiniteLoss
     naming the metric and the step."""

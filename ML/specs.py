@@ -1,7 +1,8 @@
-"""The typed values the rooms exchange: what the data looks like, what a batch holds, and the run's counters."""
+"""The typed values the rooms exchange: what the data looks like, what a batch holds, what an agent's learning step
+reports, and the run's counters."""
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import Any, Callable, Dict, NamedTuple, Optional, Union
 
 import torch
 
@@ -50,6 +51,12 @@ class Batch(NamedTuple):
     label: Optional[torch.Tensor] = None
     weight: Optional[torch.Tensor] = None    # prioritized replay: each sample's importance-sampling weight
     index: Optional[torch.Tensor] = None     # prioritized replay: where each sample sits, to update its priority
+
+
+Metric = Union[float, torch.Tensor, Callable[[], Union[float, torch.Tensor]]]
+Metrics = Dict[str, Metric]  # what an agent's learn() returns, for train.csv: a float, a 0-d tensor (read only on the
+# steps that write a row, so a GPU is not waited on every step), or a function of no arguments returning one,
+# called only on those steps (a deferred metric: what it costs to compute is not paid on the others)
 
 
 @dataclass

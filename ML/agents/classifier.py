@@ -5,7 +5,7 @@ from torch.nn import functional as F
 
 from ML.agents.update import Update
 from ML.errors import ConfigError
-from ML.specs import Batch, Counters, Spec
+from ML.specs import Batch, Counters, Metrics, Spec
 
 
 class Classifier(nn.Module):
@@ -62,7 +62,7 @@ class Classifier(nn.Module):
         output = self._output(obs)
         return self._prediction(output), self.loss(output.float(), label)
 
-    def learn(self, batch: Batch, counters: Counters) -> dict:
+    def learn(self, batch: Batch, counters: Counters) -> Metrics:
         with self.update.autocast():
             output = self(batch.obs)
             loss = self.loss(output, batch.label)
