@@ -55,11 +55,31 @@ def member_state(paths: RunPaths, config: dict) -> str:
     return 'resume'
 
 
-def completed(paths: RunPaths, agent, cwd: Path) -> RunResult:
-    """A member an earlier run of the sweep completed: its checkpoint's agent and its last evaluation."""
+def same_run(paths: RunPaths, config: dict) -> bool:
+    """Whether the run in paths' folder has a checkpoint and this config's settings (RESUMABLE keys aside)."""
+    return paths.checkpoint.is_file() and _settings(_saved_config(paths.folder)) == _settings(config)
+
+
+def finished(paths: RunPaths, counters: Counters, train_steps=None, train_frames=None) -> bool:
+    """Whether the run in paths' folder completed and its checkpoint's counters already reach this budget: resuming
+    it would train nothing."""
+    reached = ((train_steps is not None and counters.step >= train_steps)
+               or (train_frames is not None and counters.frame >= train_frames))
+    return reached and RunFolder(paths).status() == 'completed'
+
+
+def budget(c: dict) -> str:
+    """The budget a config sets, as its keys say it: `train_steps=300`."""
+    return ' and '.join(f'{key}={c[key]}' for key in ('train_steps', 'train_frames') if c[key] is not None)
+
+
+def completed(paths: RunPaths, agent, state: dict = None) -> RunResult:
+    """A run an earlier one completed (a sweep's member, or load=true within its budget): its checkpoint's agent and
+    its last evaluation. `state`: the checkpoint already read and restored into agent (None: read and restore it)."""
     path = paths.checkpoint
-    state = checkpoints.read(path)
-    checkpoints.restore(agent, state, path)
+    if state is None:
+        state = checkpoints.read(path)
+        checkpoints.restore(agent, state, path)
     return RunResult(agent.train(False), dict((state.get('loop') or {}).get('evaluation') or {}),
                      Counters(**state['counters']), paths.folder, path, status='skipped')
 

@@ -101,7 +101,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     plain_specs = {key: spec.plain() for key, spec in specs.items()}
     agent = make_agent(c, specs, cwd, device)
     paths = resume.run_paths(root, c, type(agent).__name__, world)
-    if c['load'] is True and not paths.checkpoint.is_file() and not c['variant']:
+    if c['load'] is True and not c['variant'] and not resume.same_run(paths, config):
         found = resume.sweep_member_variant(cwd, c, type(agent).__name__, world, config)
         if found:  # the sweep member with these settings: the run goes on in its folder
             c['variant'] = config['variant'] = found
@@ -109,7 +109,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     if member and not c['load']:
         earlier = resume.member_state(paths, config)
         if earlier == 'completed':
-            return resume.completed(paths, agent, cwd)
+            return resume.completed(paths, agent)
         c['load'] = earlier == 'resume'
 
     # resume: the checkpoint's weights, optimizers and schedules, the world's envs where they were, its replay
@@ -122,6 +122,11 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         counters = Counters(**state['counters'])
         notes.insert(0, resume.line(path, counters, state['config'], config, cwd))
         resuming = path.resolve() == paths.checkpoint.resolve()  # its own folder goes on; another run's starts one
+        if resuming and not c['evaluate'] and resume.finished(paths, counters, c['train_steps'], c['train_frames']):
+            if distributed.is_main():  # nothing to train: the run's folder and files are left as they are
+                print(f'ML: {shown(paths.folder, cwd)} completed at step {counters.step}, as far as '
+                      f'{resume.budget(c)} goes: nothing to train (a larger budget goes on; evaluate=true evaluates it)')
+            return resume.completed(paths, agent, state)
         if c['evaluate']:  # the checkpoint evaluated, one marked row in eval.csv, nothing else written
             from ML.evaluation import evaluate_checkpoint
             return evaluate_checkpoint(world, agent, counters, checkpoint=path, paths=paths,

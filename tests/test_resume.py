@@ -145,13 +145,17 @@ def test_an_optimizer_replaced_on_resume_starts_afresh_and_says_so(user_dir):
     assert 'ML: optim is now SGD (was Adam): its state starts afresh' in result.stdout
 
 
-def test_resuming_a_finished_run_writes_no_row_again(user_dir):
+def test_resuming_a_finished_run_trains_nothing_and_writes_nothing(user_dir):
     line = ['train_steps=20', 'eval_per_steps=10', 'log_per_steps=5', 'progress=false']
     ml(*line, cwd=user_dir)
-    logs = {name: (run_dir(user_dir) / name).read_bytes() for name in ('train.csv', 'eval.csv')}
-    ml(*line, 'load=true', cwd=user_dir)
-    ml(*line, 'load=true', cwd=user_dir)
-    assert {name: (run_dir(user_dir) / name).read_bytes() for name in logs} == logs
+    files = {path: path.read_bytes() for path in [*run_dir(user_dir).iterdir(), checkpoint(user_dir)]
+             if path.is_file()}
+    again = ml(*line, 'load=true', cwd=user_dir)
+    assert again.stdout.splitlines() == [  # a smaller budget, or another lr, asks no more either
+        'ML: Benchmarking/Exp/Classifier/classify/Digits_1 completed at step 20, as far as train_steps=20 goes: '
+        'nothing to train (a larger budget goes on; evaluate=true evaluates it)']
+    ml('train_steps=10', 'lr=0.1', *line[1:], 'load=true', cwd=user_dir)
+    assert {path: path.read_bytes() for path in files} == files  # config.yaml still says what trained it
 
 
 def test_a_crash_in_the_final_evaluation_keeps_the_training(user_dir):

@@ -45,6 +45,7 @@ def test_every_member_keeps_its_own_checkpoint_and_load_true_finds_it(user_dir):
                                                             f'Digits_2/eval.csv')]
     assert accuracies('Again') == accuracies('Exp')  # the same settings and seed: the same run again
 
+    ml(*FAST, cwd=user_dir)  # a run of the defaults (lr=0.001) beside the sweep: not the run of lr=0.01
     resumed = ml('lr=0.01', 'train_steps=30', 'eval_per_steps=null', 'progress=false', 'load=true', cwd=user_dir)
     assert 'resuming Checkpoints/Exp/lr=0.01/Classifier/classify/Digits_1.pt at step 20' in resumed.stdout
     state = torch.load(checkpoint(user_dir, experiment='Exp/lr=0.01'), weights_only=True)
