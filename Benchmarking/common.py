@@ -120,6 +120,9 @@ def quiet_lightning():
     import logging
     import warnings
 
-    import lightning  # noqa: F401 -- its loggers are set up on import, so after it
+    try:
+        import lightning  # noqa: F401 -- its loggers are set up on import, so after it
+    except ImportError:
+        raise SystemExit("this benchmark's peer is PyTorch Lightning: pip install -e '.[bench]'") from None
     warnings.filterwarnings('ignore', module='lightning')
     logging.getLogger('lightning.pytorch').setLevel(logging.ERROR)

@@ -111,7 +111,8 @@ def make_dataset(c: dict, cwd: Path, device: str):
         from ML.mini import few
         train, test = few(train, test, c['batch_size'], c['seed'])
     world = DatasetWorld(train, test, name=_name(value), batch_size=c['batch_size'], device=device, seed=c['seed'],
-                         num_workers=c['num_workers'], **reading)
+                         num_workers=c['num_workers'], evaluated_on='test' if c['cv']['fold'] is None else 'held-out',
+                         **reading)
     if c['Aug'] is not None:
         world.replay.augment = make_augmentation(c, cwd, world.obs_spec.shape, device)
         world.description += f'; each training batch augmented by Aug={_label(c["Aug"])} on {device}'

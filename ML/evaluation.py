@@ -43,7 +43,7 @@ def evaluate_checkpoint(world, agent, counters: Counters, *, checkpoint: Path, p
             world.close()
     if main:
         print(f'ML: evaluated {shown(checkpoint, cwd)} (step {counters.step}): '
-              f'{"evaluation" if world.online else "test"} {scores(evaluation)}; '
+              f'{"evaluation" if world.online else world.evaluated_on} {scores(evaluation)}; '
               f'a row marked evaluation: on demand in {shown(paths.folder / "eval.csv", cwd)}')
     return RunResult(agent.train(False), evaluation, counters, paths.folder, checkpoint)
 

@@ -124,8 +124,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         resuming = path.resolve() == paths.checkpoint.resolve()  # its own folder goes on; another run's starts one
         if resuming and not c['evaluate'] and resume.finished(paths, counters, c['train_steps'], c['train_frames']):
             if distributed.is_main():  # nothing to train: the run's folder and files are left as they are
-                print(f'ML: {shown(paths.folder, cwd)} completed at step {counters.step}, as far as '
-                      f'{resume.budget(c)} goes: nothing to train (a larger budget goes on; evaluate=true evaluates it)')
+                print(f'ML: {shown(paths.folder, cwd)} completed at step {counters.step}, as far as {resume.budget(c)} '
+                      f'goes: nothing to train (a larger budget goes on; evaluate=true evaluates it)')
             return resume.completed(paths, agent, state)
         if c['evaluate']:  # the checkpoint evaluated, one marked row in eval.csv, nothing else written
             from ML.evaluation import evaluate_checkpoint
@@ -277,7 +277,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     stopped = f'; {monitor.summary()}' if monitor.stopped else ''
     if distributed.is_main():
         print(f'ML: {counters.step} steps, {counters.frame} frames in {time.perf_counter() - started:.1f}s; '
-              f'{"evaluation" if world.online else "test"} {scores(evaluation or {})}{stopped}; '
+              f'{"evaluation" if world.online else world.evaluated_on} {scores(evaluation or {})}{stopped}; '
               f'logs {shown(paths.folder, cwd)}'
               f'{saved_to}')
     return RunResult(agent.train(False), evaluation or {}, counters, paths.folder,

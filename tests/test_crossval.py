@@ -42,7 +42,7 @@ def test_three_folds_report_the_mean_and_std_of_their_final_evaluations_and_resu
     written = [float(row['accuracy']) for row in table]
     assert written == pytest.approx([*accuracy, mean, std], abs=1e-6)  # eval.csv keeps 6 digits
     # the folds cut the 1,438 training samples (Digits' 1,797 less its 359 test samples): the test part is never seen
-    held_out = [int(n) for n in re.findall(r'Digits: \d+ training and (\d+) test samples', result.stdout)]
+    held_out = [int(n) for n in re.findall(r'Digits: \d+ training and (\d+) held-out samples', result.stdout)]
     assert held_out == [480, 479, 479] and sum(held_out) == 1797 - 359
     config = yaml.safe_load((fold_folder(user_dir, 2) / 'config.yaml').read_text())
     assert (config['cv'], config['variant']) == ({'folds': 3, 'stratified': True, 'fold': 2}, 'cv.fold=2,cv.folds=3')
@@ -127,6 +127,6 @@ def test_a_search_optimizes_the_cross_validated_score(user_dir):
 
 def test_a_user_s_dataset_is_cross_validated_from_its_items(user_dir):
     result = ml('cv.folds=4', 'Dataset=Run.Dataset', 'Model=Run.Model', *FAST, cwd=user_dir)
-    assert re.findall(r'Dataset: (\d+) training and (\d+) test samples', result.stdout) == [('36', '12')] * 4
+    assert re.findall(r'Dataset: (\d+) training and (\d+) held-out samples', result.stdout) == [('36', '12')] * 4
     table = rows(user_dir / 'Benchmarking/Exp/cv.folds=4/Classifier/classify/Dataset_1/cv.csv')
     assert [row['fold'] for row in table] == ['1', '2', '3', '4', 'mean', 'std']

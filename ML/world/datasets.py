@@ -208,6 +208,8 @@ class DatasetWorld:
     """A train and a test dataset, their specs, and the evaluation of an agent on the test data.
 
     keys         which values of an item are the observation and the label (see Items)
+    evaluated_on what the evaluation data is, as the run's lines name it: 'test', or 'held-out' (a fold of
+                 cross-validation, cut from the training part)
     random       whether the training items must be read afresh each pass (see random_reason; None: find out)
     num_workers  DataLoader worker processes of a streamed dataset (None: default_workers())
 
@@ -219,7 +221,7 @@ class DatasetWorld:
     online = False
 
     def __init__(self, train, test, name: str, batch_size: int = 256, device='cpu', seed: int = 1, keys=None,
-                 random: Optional[bool] = None, num_workers: Optional[int] = None):
+                 random: Optional[bool] = None, num_workers: Optional[int] = None, evaluated_on: str = 'test'):
         if len(train) == 0 or len(test) == 0:
             raise MLError(f'Dataset={name}: {len(train)} training and {len(test)} test samples; both must be > 0 '
                           f'(test_split sets the test fraction of a dataset without a test split)')
@@ -229,6 +231,7 @@ class DatasetWorld:
             raise ConfigError(f'num_workers={num_workers}: expected a count of worker processes, 0 or more '
                               f'(null: one per CPU core, up to 8)')
         self.name, self.batch_size, self.device, self.seed = name, batch_size, torch.device(device), seed
+        self.evaluated_on = evaluated_on
         self.train, self.test = train, test
         self.items = Items(train[0], keys, name)
         workers = default_workers() if num_workers is None else num_workers
@@ -258,7 +261,7 @@ class DatasetWorld:
         how = f'held in memory ({self.device})' if reason is None else \
             f'streamed through {workers} DataLoader workers ({reason})' if workers else \
             f'streamed by the main process ({reason})'
-        self.description = f'{name}: {len(train)} training and {len(test)} test samples{what}{read}, {how}'
+        self.description = f'{name}: {len(train)} training and {len(test)} {evaluated_on} samples{what}{read}, {how}'
 
     def _classes(self) -> int:
         """len(classes) where the dataset names its classes, else the largest label + 1 (2 for booleans); labels
