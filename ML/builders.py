@@ -178,10 +178,12 @@ def default_agent(specs: dict) -> str:
     return 'DQN' if specs['action_spec'].discrete else 'DrQV2'
 
 
-def make_replay(c: dict, world, device: str, saved: Path, resume: dict = None, restart: bool = True):
+def make_replay(c: dict, world, device: str, saved: Path, resume: dict = None, resume_folder: Path = None,
+                restart: bool = True):
     """The dataset itself offline; online a replay (new, or the one saved in the folder `saved`), or none at all
-    with stream=true. resume: the state of the replay a checkpoint was saved with (Replay.save_arrays); restart:
-    whether the world starts new episodes (it does unless its environments were restored mid-episode)."""
+    with stream=true. resume: the state of the replay a checkpoint was saved with (Replay.save_arrays), in
+    resume_folder (None: saved); restart: whether the world starts new episodes (it does unless its environments
+    were restored mid-episode)."""
     if not world.online:
         if c['stream']:
             raise ConfigError('stream=true: learns from an environment\'s steps as they come; a Dataset has none')
@@ -207,8 +209,9 @@ def make_replay(c: dict, world, device: str, saved: Path, resume: dict = None, r
     if not from_disk:
         _check_capacity(options['capacity'], world.num_envs, options['nstep'], world.frame_stack)
     try:
-        if resume and (saved / resume['data']).is_dir():  # the replay saved with the checkpoint, as it was then
-            return Replay.load(saved, state=resume, restart=restart, **learning)
+        resume_folder = resume_folder or saved
+        if resume and (resume_folder / resume['data']).is_dir():  # the replay saved with the checkpoint, as it was
+            return Replay.load(resume_folder, state=resume, restart=restart, **learning)
         if from_disk:
             replay = Replay.load(saved, **learning)  # what the saved data fixes (capacity, stacking) stays
         else:

@@ -22,7 +22,10 @@ step):
                  so that every process takes the same steps, learns on the same ones, and counts every frame;
                  the evaluation episodes are shared out and their returns gathered (gather)
     stopping     a signal to any process stops every process on the same step (any_process)
-    writing      process 0 alone writes logs, the run's folder, checkpoints and plots (is_main)
+    writing      process 0 alone writes logs, the run's folder, checkpoints and plots (is_main); online, each
+                 process saves its own replay with a checkpoint, in its own folder (replay_folder), and process 0's
+                 checkpoint holds every process's environments, replay state and random generators
+                 (gather_parts), which each process takes back on resume (own_part)
 """
 import contextlib
 import io
@@ -243,6 +246,41 @@ def gather(values: list) -> list:
     with _peers():
         torch.distributed.all_gather_object(gathered, list(values))
     return [value for part in gathered for value in part]
+
+
+def gather_parts(part: dict) -> list:
+    """Every process's `part` (a picklable dict) on process 0, in rank order; [] on the others; [part] when alone
+    (torch.distributed.gather_object)."""
+    if not active():
+        return [part]
+    gathered = [None] * world_size() if is_main() else None
+    with _peers():
+        torch.distributed.gather_object(part, gathered, dst=0)
+    return gathered or []
+
+
+def barrier():
+    """Every process waits here until all have come (nothing when alone)."""
+    if active():
+        with _peers():
+            torch.distributed.barrier()
+
+
+def own_part(state: dict) -> dict:
+    """This process's own pieces of an online run's checkpoint (its `world`, `replay`, `random` and the loop's
+    `episode_returns` not yet logged): process 0's are the checkpoint's own; process k's, its entry in
+    state['processes'], or {} when the checkpoint was saved by fewer processes."""
+    if rank() == 0:
+        return {'world': state.get('world'), 'replay': state.get('replay'), 'random': state.get('random'),
+                'episode_returns': (state.get('loop') or {}).get('episode_returns', [])}
+    others = state.get('processes') or []
+    return others[rank() - 1] if rank() - 1 < len(others) else {}
+
+
+def replay_folder(folder):
+    """Where this process saves its replay with a checkpoint: process 0 in the run's replay folder, process k in
+    `process<k>/` inside it (a pathlib.Path)."""
+    return folder if rank() == 0 else folder / f'process{rank()}'
 
 
 def any_process(flag: int) -> int:

@@ -133,17 +133,22 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                                        elapsed=state.get('elapsed', 0.0), video=c['video'], cwd=cwd)
     distributed.check_agent(agent)
     distributed.broadcast_state(agent)  # every process starts from process 0's weights
-    # the checkpoint holds process 0's environments and replay: the other processes start theirs afresh
-    own = distributed.is_main()
-    envs_resumed = own and bool(state.get('world')) and world.online and world.load_state_dict(state['world'])
-    if own and world.online and state.get('world') is not None and not envs_resumed:
+    # online, each process takes back its own environments, replay and random generators (ML/distributed.py)
+    part = distributed.own_part(state) if state and world.online else {}
+    envs_resumed = bool(part.get('world')) and world.load_state_dict(part['world'])
+    if part.get('world') is not None and not envs_resumed:
         notes.append(f'Env={world.name} could not be saved mid-episode: its environments start new episodes')
-    if state and world.online and distributed.world_size() > 1:
-        others = 'process 1' if distributed.world_size() == 2 else f'processes 1 to {distributed.world_size() - 1}'
-        notes.append(f'{others}: new episodes and an empty replay (the checkpoint holds process 0\'s environments '
-                     f'and replay); learning goes on once every replay holds learn_after')
-    replay = make_replay(c, world, device, paths.replay,
-                         resume=state.get('replay') if world.online and own else None, restart=not envs_resumed)
+    missing = distributed.gather([distributed.rank()] if state and world.online and not part else [])
+    if missing:  # a checkpoint saved by fewer processes than this run has
+        notes.append(f'process{"es" if len(missing) > 1 else ""} {", ".join(map(str, missing))}: new episodes and '
+                     f'an empty replay (the checkpoint was saved by fewer processes); learning goes on once every '
+                     f'replay holds learn_after')
+    replay_folder = distributed.replay_folder(paths.replay)  # where this process saves its replay
+    resumed_loop = dict(state.get('loop') or {})  # what the loop carried between steps ({}: a fresh run)
+    if state and world.online:  # the episode returns this process had not logged yet
+        resumed_loop['episode_returns'] = part.get('episode_returns', [])
+    replay = make_replay(c, world, device, paths.replay, resume=part.get('replay'), resume_folder=replay_folder,
+                         restart=not envs_resumed)
     if state and world.online and not c['stream'] and not c['offline'] and len(replay) == 0 and counters.step:
         notes.append('this checkpoint was saved without its replay (replay.save=true keeps it with every '
                      'checkpoint): the replay refills before learning goes on')
@@ -184,8 +189,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         raise
     if c['video'] and distributed.is_main():
         world.video_folder = paths.folder / 'media'
-    if state and (distributed.is_main() or not world.online):  # online, the others keep their own draws
-        checkpoints.set_random_state(state['random'], agent)
+    if state and (part.get('random') or not world.online):  # offline, every process draws as process 0 did
+        checkpoints.set_random_state(part.get('random') or state['random'], agent)
     accelerated = (c['precision'], c['accelerate'], c['compile'], c['channels_last']) != ('fp32', False, False, False)
     for line in [getattr(world, 'description', None),
                  accelerated and describe(c['precision'], c['accelerate'], device, c['compile'], c['channels_last']),
@@ -207,20 +212,29 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     stop = distributed.AgreedInterruptions()  # a signal to any process stops every process on the same step
 
     def checkpoint(counters, loop):
-        """The run saved as one unit: the replay's arrays, then the checkpoint naming them, then the replay made
-        current. An interrupted run keeps its replay even when replay.save=false, so that it can resume."""
+        """The run saved as one unit: the replay's arrays (each process its own), then the checkpoint naming them
+        (process 0's, holding every process's environments, replay state and random generators), then the replays
+        made current. An interrupted run keeps its replay even when replay.save=false, so that it can resume."""
         keep_replay = online_replay and (c['replay']['save'] or stop.requested is not None)
-        replay_state = replay.save_arrays(paths.replay) if keep_replay else None
-        if c['save']:
-            parts = {'world': world.state_dict()} if world.online else {}
-            if replay_state is not None or not world.online:
-                parts['replay'] = replay_state if world.online else getattr(replay, 'state_dict', dict)()
+        replay_state = replay.save_arrays(replay_folder) if keep_replay else None
+        if world.online:
+            own = {'world': world.state_dict(), 'replay': replay_state, 'random': checkpoints.random_state(agent),
+                   'episode_returns': loop['episode_returns']}
+            others = distributed.gather_parts(own)[1:]
+            parts = {'world': own['world'], **({'replay': replay_state} if replay_state is not None else {}),
+                     **({'processes': others} if others else {})}
+        else:
+            parts = {'replay': getattr(replay, 'state_dict', dict)()}  # the data's order: the same in every process
+        if c['save'] and distributed.is_main():
             checkpoints.save(paths.checkpoint, agent, {**config, 'specs': plain_specs}, counters,
                              elapsed=logger.elapsed(), loop=loop, parts=parts)
+        if world.online:  # every process saves its part: the checkpoint naming every replay is written first
+            distributed.barrier()
         if replay_state is not None:
-            replay.commit(paths.replay, replay_state)
+            replay.commit(replay_folder, replay_state)
 
-    saves = (c['save'] or online_replay) and distributed.is_main()  # process 0 alone writes checkpoints
+    # process 0 alone writes checkpoints; online, every process saves its part with it
+    saves = (c['save'] or online_replay) and (distributed.is_main() or world.online)
 
     def save_best(counters, loop):
         """The best evaluation's weights, its optimizers' states and counters, beside the last checkpoint."""
@@ -237,7 +251,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
                                  learn_after=1 if c['stream'] else c['learn_after'],
                                  learn_per_steps=c['learn_per_steps'], learn_steps=c['learn_steps'],
                                  offline=c['offline'], checkpoint=checkpoint if saves else None,
-                                 stop_requested=stop.agree, resumed=state.get('loop'),
+                                 stop_requested=stop.agree, resumed=resumed_loop,
                                  on_evaluation=on_evaluation, monitor=monitor,
                                  save_best=save_best if c['save_best'] and distributed.is_main() else None)
         logger.log_artifact(paths.folder / 'config.yaml')

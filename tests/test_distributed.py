@@ -214,9 +214,13 @@ def test_two_processes_act_in_their_own_environments_and_count_every_frame_and_e
     assert (on_demand['return'], on_demand['return_std']) == (in_run['return'], in_run['return_std'])
 
 
-def test_a_signal_to_one_rl_process_stops_both_and_the_run_resumes_to_its_end(tmp_path):
-    (tmp_path / 'Probe.py').write_text(textwrap.dedent(RL_PROBE).lstrip())
+def test_a_signal_to_one_rl_process_stops_both_and_the_run_resumes_as_if_it_had_never_stopped(tmp_path):
+    never = tmp_path / 'never'
+    for cwd in (tmp_path, never):
+        cwd.mkdir(exist_ok=True)
+        (cwd / 'Probe.py').write_text(textwrap.dedent(RL_PROBE).lstrip())
     run = [*RL, 'Model=Probe.Model', 'num_processes=2']
+    ml(*run, cwd=never)
     # process 1's forward pass 41 comes within learning (from step 16: two passes a step, after the shape check)
     result = ml(*run, cwd=tmp_path, check=False, env={'PROBE_RANK': '1', 'PROBE_AT': '41'})
     assert result.returncode == 143, result.stderr[-3000:]
@@ -224,12 +228,18 @@ def test_a_signal_to_one_rl_process_stops_both_and_the_run_resumes_to_its_end(tm
     stopped = torch.load(checkpoint(tmp_path, **DQN), weights_only=False)['counters']['step']
     assert 16 < stopped < 60
     assert (run_dir(tmp_path, **DQN) / 'status').read_text() == 'interrupted\n'
+    # process 1 saved its own replay beside process 0's, and the checkpoint names it
+    assert (tmp_path / 'Datasets/ReplayBuffer/Exp/DQN/gym/CartPole-v1_1/process1/replay.json').is_file()
     resumed = ml(*run, 'load=true', cwd=tmp_path)
-    assert 'ML: process 1: new episodes and an empty replay' in resumed.stdout
+    assert 'new episodes' not in resumed.stdout and 'empty replay' not in resumed.stdout
     assert (run_dir(tmp_path, **DQN) / 'status').read_text() == 'completed\n'
+    # each process took back its environments, replay, random generators and unlogged returns: the run's every
+    # loss, return and evaluation is the uninterrupted run's
+    for name in ('train.csv', 'eval.csv'):
+        assert [{**row, 'time': ''} for row in rows(tmp_path, name)] == \
+            [{**row, 'time': ''} for row in rows(never, name)]
     assert [(row['step'], row['frame']) for row in rows(tmp_path, 'train.csv')] == [('20', '40'), ('40', '80'),
                                                                                     ('60', '120')]
-    assert [(row['step'], row['episodes']) for row in rows(tmp_path, 'eval.csv')] == [('30', '3'), ('60', '3')]
 
 
 @pytest.mark.parametrize('agent, task, options', [
