@@ -69,7 +69,7 @@ def main(argv=None):
         # a run a signal stopped exits as a shell reports it (128 + the signal's number: 143 for SIGTERM)
         fail(f'{type(error).__name__}: {error}', code)
     except KeyboardInterrupt:
-        fail('interrupted', 128 + signal.SIGINT)
+        fail('Interrupted: SIGINT (Ctrl-C)', 128 + signal.SIGINT)
 
 
 def fail(message: str, code: int = 1):
