@@ -57,19 +57,22 @@ def logged_rate(train_csv: Path, counter: str = 'frame', keep=lambda row: True) 
 
 
 def hand_written(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int, warm: int,
-                 batch_size: int) -> float:
+                 batch_size: int, precision: str = 'fp32') -> float:
     """The plainest correct loop a researcher writes by hand (cleanrl's kind): index a shuffled permutation of the
-    in-memory samples x (N, ...) float32 and labels y (N,) int64, forward, cross-entropy, backward, Adam(lr=1e-3)
-    step, and read the loss every `warm` steps (what logging it costs). Returns steps per second over the steps
-    after the first `warm`, as an ML run's train.csv times them from its first row."""
+    samples x (N, ...) float32 and labels y (N,) int64, held where the model is, forward (in bf16 autocast with
+    precision='bf16'), cross-entropy, backward, Adam(lr=1e-3) step, and read the loss every `warm` steps (what
+    logging it costs, and on a GPU the wait for it). Returns steps per second over the steps after the first
+    `warm`, as an ML run's train.csv times them from its first row."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    order, position = torch.randperm(len(x)), 0
+    autocast = torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
+    order, position = torch.randperm(len(x), device=x.device), 0
     for step in range(1, steps + 1):
         if position >= len(x):
-            order, position = torch.randperm(len(x)), 0
+            order, position = torch.randperm(len(x), device=x.device), 0
         index = order[position:position + batch_size]
         position += batch_size
-        loss = F.cross_entropy(model(x[index]), y[index])
+        with autocast:
+            loss = F.cross_entropy(model(x[index]), y[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -77,6 +80,7 @@ def hand_written(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps
             loss.item()
         if step == warm:
             start = time.perf_counter()
+    loss.item()  # the device's last step done
     return (steps - warm) / (time.perf_counter() - start)
 
 
