@@ -50,6 +50,29 @@ def variant(job_overrides: list, varying: set) -> str:
     return re.sub(r'[^\w.,+=@-]', '_', ','.join(sorted(parts)))  # a folder name, as args.yaml's `folder` reads it
 
 
+def check_members(prepared: list, cwd: Path):
+    """Every member of an enumerated sweep composed and checked as its run will be, before any member runs, so that
+    a bad value of one (`lr=0.1,-1`) is one ConfigError naming it, and nothing is written. The members are Hydra's
+    own expansion of the sweep (its basic sweeper's); a sweep it cannot expand here (a glob over config groups) is
+    checked member by member as they run."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from hydra.types import RunMode
+    try:
+        overrides = OverridesParser.create().parse_overrides([o for o in prepared if not o.startswith('hydra')])
+        members = [member for batch in BasicSweeper.split_arguments(overrides, None) for member in batch]
+    except HydraException:
+        return
+    app = compose.hydra_app(cwd)
+    for member in members:
+        try:
+            config = app.compose_config('args', member, run_mode=RunMode.RUN)
+        except HydraException as error:
+            raise ConfigError(compose._hydra_message(error)) from error
+        compose.validate(config)
+
+
 def _launcher(prepared: list) -> str:
     chosen = [o.split('=', 1)[1] for o in prepared if o.split('=', 1)[0].lstrip('+') == 'hydra/launcher']
     return chosen[-1] if chosen else 'basic'
@@ -67,13 +90,16 @@ def _gpus() -> list:
 def sweep(overrides: list, live: dict = None, train=None) -> list:
     """Runs every member of the sweep `overrides` describes through Hydra's multirun; returns their Member records,
     in Hydra's order. train(config, live, member=True) -> RunResult runs one member (ML.training.train).
-    Raises ConfigError for bad overrides or a launcher that is not installed, before any member runs, and
+    Raises ConfigError for bad overrides (in any member) or a launcher that is not installed, before any member
+    runs, and
     Interrupted when a signal stopped the sweep (its members saved; the same command resumes it)."""
     cwd = Path.cwd()
     prepared = compose.prepare(overrides, cwd)
     from ML import search
     searched = search.searched_keys(overrides)  # None: the sweep enumerates; else the keys the search sets
     varying = varying_keys(prepared) if searched is None else searched
+    if searched is None:
+        check_members(prepared, cwd)
     launcher, gpus = _launcher(prepared), _gpus()
     in_process = launcher == 'basic'
     sweep_stop = Interruptions()

@@ -63,6 +63,13 @@ def test_a_crashing_member_never_stops_the_others_and_the_sweep_says_so(user_dir
     assert rows[0]['error'] == 'FloatingPointError: the loss went to nan' and float(rows[1]['accuracy']) > 0.1
 
 
+def test_a_bad_value_of_one_member_is_one_line_before_any_member_runs(user_dir):
+    result = ml('-m', 'lr=0.1,-1', 'seed=1,2', *FAST, cwd=user_dir, check=False)
+    assert (result.returncode, result.stdout) == (1, '')
+    assert result.stderr.strip() == 'ML: ConfigError: lr=-1: expected a number > 0 (the default is 0.001)'
+    assert not (user_dir / 'Benchmarking').exists() and not (user_dir / 'Checkpoints').exists()
+
+
 def test_a_sweep_stopped_by_a_signal_resumes_with_the_same_command(user_dir):
     line = ['-m', 'lr=0.01,0.002,0.001', 'train_steps=400', 'eval_per_steps=100', 'log_per_steps=10',
             'progress=false', 'save_per_steps=50']
