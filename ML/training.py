@@ -183,7 +183,10 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
             **({'cuda_visible_devices': os.environ['CUDA_VISIBLE_DEVICES']}
                if 'CUDA_VISIBLE_DEVICES' in os.environ else {}),
             **({'resumed': history} if history else {})}}
-        folder.start(yaml.safe_dump(saved, sort_keys=False), fresh=not resuming, resume_step=counters.step)
+        moved = folder.start(yaml.safe_dump(saved, sort_keys=False), fresh=not resuming, resume_step=counters.step)
+        if moved is not None and (earlier is None or earlier.status not in ('running', 'interrupted')):
+            notes.append(f'{shown(paths.folder, cwd)}: the {earlier.status if earlier else "earlier"} run there moved '
+                         f'aside to {moved.name} (its checkpoint and replay, if any, alike)')
     except BaseException:
         folder.release()
         raise

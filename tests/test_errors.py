@@ -253,6 +253,8 @@ def test_a_run_that_crashes_says_so_and_keeps_the_earlier_checkpoint(user_dir):
     assert 'the loss went to nan' in (run_dir(user_dir) / 'crash.txt').read_text()
     earlier = [path for path in run_dir(user_dir).parent.iterdir() if path.name.startswith('Digits_1~')]
     assert len(earlier) == 1 and (earlier[0] / 'status').read_text() == 'completed\n'
+    assert (f'ML: Benchmarking/Exp/Classifier/classify/Digits_1: the completed run there moved aside to '
+            f'{earlier[0].name} (its checkpoint and replay, if any, alike)') in result.stdout.splitlines()
     # the earlier run's checkpoint moved aside with its logs, byte for byte; the crashed run saved none
     assert (checkpoint(user_dir).parent / f'{earlier[0].name}.pt').read_bytes() == saved
     assert not checkpoint(user_dir).exists()

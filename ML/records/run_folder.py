@@ -111,16 +111,17 @@ class RunFolder:
         except FileNotFoundError:
             return None
 
-    def start(self, config_text: str, fresh: bool, resume_step: int = 0):
+    def start(self, config_text: str, fresh: bool, resume_step: int = 0) -> Optional[Path]:
         """A fresh run moves what an earlier run left aside; a resumed one cuts its logs back to resume_step.
-        Then config.yaml and `status: running` are written."""
-        if fresh:
-            self.move_aside()
-        else:
+        Then config.yaml and `status: running` are written. Returns the folder the earlier run's logs moved to
+        (None when nothing moved)."""
+        moved = self.move_aside() if fresh else None
+        if not fresh:
             for name in ('train.csv', 'eval.csv'):
                 cut_back(self.folder / name, resume_step)
         _write(self.folder / 'config.yaml', config_text)
         self.set_status('running')
+        return moved
 
     def set_status(self, status: str):
         assert status in STATUSES, status
@@ -135,13 +136,14 @@ class RunFolder:
         except OSError:
             pass
 
-    def move_aside(self):
-        """An earlier run's logs, checkpoint and replay move to <name>~<time> beside where they were, together."""
+    def move_aside(self) -> Optional[Path]:
+        """An earlier run's logs, checkpoint and replay move to <name>~<time> beside where they were, together.
+        Returns where the logs went (None when there was nothing to move)."""
         leftovers = [path for path in (self.paths.checkpoint, best_path(self.paths.checkpoint), self.paths.replay)
                      if path.exists()]
         logs = [path for path in self.folder.iterdir() if path.name != '.lock']
         if not logs and not leftovers:
-            return
+            return None
         stamp, n = time.strftime('%Y%m%d-%H%M%S'), 0
         while any(_aside(path, stamp, n).exists() for path in (self.folder, *leftovers)):
             n += 1
@@ -151,6 +153,7 @@ class RunFolder:
             path.rename(aside / path.name)
         for path in leftovers:
             path.rename(_aside(path, stamp, n))
+        return aside
 
 
 def _aside(path: Path, stamp: str, n: int) -> Path:
