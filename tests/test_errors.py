@@ -22,6 +22,9 @@ CASES = [
                                       r"\(did you mean 'model'\?\)", id='unresolvable-path'),
     pytest.param(['Eyes=CNNN'], r"PathError: Eyes=CNNN: not found; .*short names \(did you mean 'CNN'\?\)",
                  id='short-name'),
+    pytest.param(['Model=Nope.model'], r"PathError: Model=Nope\.model: not found; tried \./Nope\.py \(no such file\); "
+                                       r"importable modules \(no module 'Nope'\); short names \(none like it\)$",
+                 id='nothing-alike'),
     pytest.param(['task=recipee'], r"RecipeError: task=recipee: no recipe \./recipee\.yaml .*did you mean 'recipe'",
                  id='missing-recipe'),
     pytest.param(['task=broken'], r"RecipeError: .*broken\.yaml, line 2: ", id='recipe-yaml-error'),

@@ -66,7 +66,7 @@ def resolve(name: str, key: str, cwd: Path):
             return _locate(name)
         except ImportError as error:
             tried.append(f'importable path ({_last_line(error)})')
-    tried.append(f'short names{did_you_mean(name, SHORT_NAMES)}')
+    tried.append(f'short names{did_you_mean(name, SHORT_NAMES) or " (none like it)"}')
     raise PathError(f"{key}={name}: not found; tried {'; '.join(tried)}")
 
 
