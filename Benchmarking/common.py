@@ -29,14 +29,16 @@ def workspace() -> Path:
 
 
 def interleave(sides: dict, rounds: int, unit: str, figures: dict = None) -> dict:
-    """Runs each side once a round, in turn, so a disturbance of this shared machine hits all of them; prints each
-    figure beside the CPU pressure and returns each side's median. `figures`, when given, receives each side's
-    figures round by round (for paired())."""
+    """Runs each side once a round, in turn, so a disturbance of this shared machine hits all of them: in the order
+    given on even rounds and reversed on odd ones (an ABBA design), so that a drift of the machine's speed within a
+    round favours no side; prints each figure beside the CPU pressure and returns each side's median. `figures`,
+    when given, receives each side's figures round by round (for paired())."""
     figures = figures if figures is not None else {}
     figures.update({name: [] for name in sides})
     width = max(map(len, sides))
     for round in range(rounds):
-        for name, side in sides.items():
+        for name in (list(sides) if round % 2 == 0 else list(sides)[::-1]):
+            side = sides[name]
             figures[name].append(side())
             print(f'round {round}: {name:<{width}} {figures[name][-1]:8.1f} {unit}  ({pressure()})', flush=True)
     return {name: statistics.median(values) for name, values in figures.items()}
