@@ -147,8 +147,8 @@ class MLflowWriter(Writer):
     tags from tracking.tags and the group. The store is tracking.uri, else MLflow's own default
     (MLFLOW_TRACKING_URI, else `sqlite:///mlflow.db` with artifacts under `./mlruns/`: MLflow 3 refuses its file
     store unless MLFLOW_ALLOW_FILE_STORE=true). Metrics are sent in batches at most FLUSH_SECONDS old, through
-MLflow's asynchronous queue, and the rest at close: a store's transaction per row would cost the default task about
-7% of its speed.
+    MLflow's asynchronous queue, and the rest at close: a store's transaction per row would cost the default task
+    about 7% of its speed.
     The run ends FINISHED, FAILED (crashed) or KILLED (interrupted). Raises RunError when the store refuses."""
     module, extra = 'mlflow', 'mlflow'
     STATUS = {'completed': 'FINISHED', 'crashed': 'FAILED', 'interrupted': 'KILLED'}
