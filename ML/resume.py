@@ -135,11 +135,7 @@ def _changes(saved: dict, now: dict, prefix: str = '') -> dict:
 
 def history(folder: Path, counters) -> list:
     """The resumes of this run so far (config.yaml's provenance.resumed), and this one."""
-    try:
-        earlier = yaml.safe_load((folder / 'config.yaml').read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        earlier = {}
-    resumes = list((earlier.get('provenance') or {}).get('resumed') or [])
+    resumes = list((_saved_config(folder).get('provenance') or {}).get('resumed') or [])
     return resumes + [{'step': counters.step, 'at': time.strftime('%Y-%m-%d %H:%M:%S')}]
 
 
