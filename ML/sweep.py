@@ -58,19 +58,13 @@ def check_members(prepared: list, cwd: Path):
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
-    from hydra.types import RunMode
     try:
         overrides = OverridesParser.create().parse_overrides([o for o in prepared if not o.startswith('hydra')])
         members = [member for batch in BasicSweeper.split_arguments(overrides, None) for member in batch]
     except HydraException:
         return
-    app = compose.hydra_app(cwd)
     for member in members:
-        try:
-            config = app.compose_config('args', member, run_mode=RunMode.RUN)
-        except HydraException as error:
-            raise ConfigError(compose._hydra_message(error)) from error
-        compose.validate(config)
+        compose.composed(member, cwd)
 
 
 def _launcher(prepared: list) -> str:

@@ -233,10 +233,15 @@ def hydra_app(cwd: Path):
 
 def compose(overrides: list, cwd: Path) -> dict:
     """The composed config of one run, as plain values, checked against args.yaml."""
+    return composed(prepare(overrides, cwd), cwd)
+
+
+def composed(prepared: list, cwd: Path) -> dict:
+    """The config overrides already prepared (prepare()) compose to, as plain values, checked against args.yaml:
+    one run's, or one member's of a sweep. Raises ConfigError for what Hydra or the check refuses."""
     from hydra.errors import HydraException
     from hydra.types import RunMode
 
-    prepared = prepare(overrides, cwd)
     try:
         config = hydra_app(cwd).compose_config('args', prepared, run_mode=RunMode.RUN)
     except HydraException as error:
