@@ -4,7 +4,7 @@ memory never freezes its augmentation. Evaluation sees the test data as it is.""
 import numpy as np
 import torch
 
-AUGMENT = 3  # the word that keeps the augmentation's seed apart from the data's (datasets.py: READ, TRAIN, TEST)
+AUGMENT = 3  # the word that keeps the augmentation's seed apart from the data's (reading.py: READ, TRAIN, TEST)
 
 
 def seeded_generator(seed: int) -> torch.Generator:

@@ -1,6 +1,7 @@
 """Datasets as a world: a dataset is an environment whose episodes are passes over the data.
 
-Items (ML/world/items.py) reads every item format as (observation, label) tensors.
+Items (ML/world/items.py) reads every item format as (observation, label) tensors; ML/world/reading.py reads a
+dataset's items, seeded, into memory or streamed.
 
 A dataset that fits in memory (MEMORY_LIMIT) and whose items are the same at every read is read once into tensors
 and served by indexing, as airbench does, which keeps the loop as fast as a hand-written one. One that is random (a
@@ -9,24 +10,19 @@ batch read under a seed of its own (from the run's seed, the pass and the batch'
 record), so that its random augmentation draws afresh every pass yet the same whatever the number of workers, and
 again after a resume.
 """
-import os
-import random as python_random
-from contextlib import contextmanager
 from typing import Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset, random_split
-from tqdm import tqdm
+from torch.utils.data import Dataset, Subset, random_split
 
 from ML import distributed
 from ML.errors import CheckpointError, ConfigError, MLError
 from ML.specs import Batch, Spec
 from ML.world.items import Items
+from ML.world import reading
 
 MEMORY_LIMIT = 2 * 1024 ** 3  # bytes a dataset may take in memory before it is streamed instead
-PROBES = 8  # reads of the first item that must all agree before items are taken to be the same at every read
-READ, TRAIN, TEST = 0, 1, 2  # what a batch is read for, one of the words its seed is drawn from
 
 
 class Digits(Dataset):
@@ -65,132 +61,7 @@ def class_labels(dataset, keys=None, name: str = 'the dataset'):
     targets = getattr(inner, 'targets', None)
     if keys is None and targets is not None and len(targets) == len(inner):
         return np.asarray(targets, dtype=np.int64)[indices]
-    return torch.cat([labels for _, labels in _reads(dataset, items, seed=0)]).numpy()
-
-
-@contextmanager
-def _seeded(seed: int):
-    """Inside, the global generators random transforms draw from (torch's on the CPU, numpy's, Python's) are seeded
-    with `seed`; after, they are as they were."""
-    states = torch.get_rng_state(), np.random.get_state(), python_random.getstate()
-    torch.default_generator.manual_seed(seed)
-    np.random.seed(seed)
-    python_random.seed(seed)
-    try:
-        yield
-    finally:
-        torch.set_rng_state(states[0])
-        np.random.set_state(states[1])
-        python_random.setstate(states[2])
-
-
-def _plan(indices: torch.Tensor, batch_size: int, *words: int, first: int = 0) -> list:
-    """The indices cut into batches of (seed, indices); the seed of batch number i is drawn by numpy's SeedSequence
-    from the words and i."""
-    return [(int(np.random.SeedSequence([*words, first + i]).generate_state(1)[0]), chunk.tolist())
-            for i, chunk in enumerate(indices.split(batch_size))]
-
-
-class _SeededReads(Dataset):
-    """A dataset's items in compact form, read a batch at a time under the batch's seed, so that its random
-    transforms draw the same whichever process reads the batch."""
-
-    def __init__(self, dataset, items: Items):
-        self.dataset, self.items = dataset, items
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        return self.items.item(self.dataset[index])
-
-    def __getitems__(self, batch: tuple) -> list:  # what a DataLoader's fetcher calls with a batch_sampler's batch
-        seed, indices = batch
-        with _seeded(seed):
-            return [self[index] for index in indices]
-
-
-def _reads(dataset, items: Items, seed: int, batch_size: int = 1024):
-    """The whole dataset in order, as compact (observations, labels) batches read by this process."""
-    reads = _SeededReads(dataset, items)
-    for batch in _plan(torch.arange(len(dataset)), batch_size, seed, READ):
-        yield items.collate(reads.__getitems__(batch))
-
-
-def _read(dataset, items: Items, seed: int) -> tuple:
-    """All of a dataset as compact (observations, labels) tensors; a read of over a second says so on a terminal."""
-    batches = list(tqdm(_reads(dataset, items, seed), desc=f'reading {items.name} into memory', unit='batch',
-                        total=-(-len(dataset) // 1024), delay=1, leave=False, disable=None))
-    return torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
-
-
-class _Batches:
-    """A DataLoader's batch_sampler that yields the batches last given to it."""
-
-    def __init__(self):
-        self.batches = []
-
-    def __iter__(self):
-        return iter(self.batches)
-
-    def __len__(self):
-        return len(self.batches)
-
-
-class _Stream:
-    """A dataset read by DataLoader workers (kept between passes, pinned memory for CUDA) in the batches asked for."""
-
-    def __init__(self, dataset, items: Items, num_workers: int, device, seed: int):
-        self.plan = _Batches()
-        self.loader = DataLoader(_SeededReads(dataset, items), batch_sampler=self.plan, collate_fn=items.collate,
-                                 num_workers=num_workers, persistent_workers=num_workers > 0,
-                                 pin_memory=torch.device(device).type == 'cuda',
-                                 generator=torch.Generator().manual_seed(seed))  # leaves the global generator be
-
-    def read(self, batches: list):
-        """An iterator over compact (observations, labels) of the batches [(seed, indices), ...], in order."""
-        self.plan.batches = batches
-        return iter(self.loader)
-
-
-def _unwrapped(dataset):
-    """The dataset a random split (Subset) was taken from."""
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    return dataset
-
-
-def _same(read, other) -> bool:
-    return all(a.shape == b.shape and torch.equal(a.nan_to_num(), b.nan_to_num()) for a, b in zip(read, other))
-
-
-def random_reason(dataset, items: Items, declared: Optional[bool] = None) -> Optional[str]:
-    """Why each pass must read the items afresh, or None when they are the same at every read and may be held.
-
-    declared    dataset.random: True or False says so; None finds out: a `random` attribute that is True, a
-                torchvision transform (a `transform` or `transforms` attribute not None), or PROBES reads of the
-                first item, each under its own seed, that do not all agree
-    """
-    if declared is not None:
-        return 'dataset.random=true' if declared else None
-    inner = _unwrapped(dataset)
-    if getattr(inner, 'random', None) is True:
-        return 'it declares itself random'
-    reads = []
-    for seed in range(PROBES):
-        with _seeded(seed):
-            reads.append(items.item(dataset[0]))
-    differ = not all(_same(read, reads[0]) for read in reads[1:])
-    if getattr(inner, 'transform', None) is not None or getattr(inner, 'transforms', None) is not None:
-        return 'its transform is random' if differ else \
-            'it has a transform; dataset.random=false would hold it in memory'
-    return 'its items differ from read to read' if differ else None
-
-
-def default_workers() -> int:
-    """One DataLoader worker per CPU core this process may use, up to 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1
-    return min(8, cores)
+    return torch.cat([labels for _, labels in reading.reads(dataset, items, seed=0)]).numpy()
 
 
 def _in_units(size: int) -> str:
@@ -211,7 +82,7 @@ class DatasetWorld:
     evaluated_on what the evaluation data is, as the run's lines name it: 'test', or 'held-out' (a fold of
                  cross-validation, cut from the training part)
     random       whether the training items must be read afresh each pass (see random_reason; None: find out)
-    num_workers  DataLoader worker processes of a streamed dataset (None: default_workers())
+    num_workers  DataLoader worker processes of a streamed dataset (None: reading.default_workers())
 
     The training data is held in memory when it fits and is not random, else streamed (DataReplay). The test data
     is held whenever it fits (a random transform then draws once per test sample, the same at every evaluation).
@@ -234,9 +105,9 @@ class DatasetWorld:
         self.evaluated_on = evaluated_on
         self.train, self.test = train, test
         self.items = Items(train[0], keys, name)
-        workers = default_workers() if num_workers is None else num_workers
+        workers = reading.default_workers() if num_workers is None else num_workers
 
-        reason = random_reason(train, self.items, random)
+        reason = reading.random_reason(train, self.items, random)
         fits, size = _fits(train, self.items)
         if reason is None and not fits:
             reason = f'{_in_units(size)}, over the {_in_units(MEMORY_LIMIT)} held in memory'
@@ -244,9 +115,9 @@ class DatasetWorld:
                                  items=self.items)
         self.test_obs = self.test_labels = self.test_stream = None
         if _fits(test, self.items)[0]:
-            self.test_obs, self.test_labels = (t.to(self.device) for t in _read(test, self.items, seed))
+            self.test_obs, self.test_labels = (t.to(self.device) for t in reading.read_all(test, self.items, seed))
         else:
-            self.test_stream = _Stream(test, self.items, workers, device, seed)
+            self.test_stream = reading.Stream(test, self.items, workers, device, seed)
 
         obs, label = self.items.item(train[0])
         self.obs_spec = Spec(shape=tuple(obs.shape), dtype=torch.float32)
@@ -266,10 +137,10 @@ class DatasetWorld:
     def _classes(self) -> int:
         """len(classes) where the dataset names its classes, else the largest label + 1 (2 for booleans); labels
         held in memory, or read once where streamed and the classes unnamed, must lie in 0 to classes - 1."""
-        named = getattr(_unwrapped(self.train), 'classes', None)
+        named = getattr(reading.unwrapped(self.train), 'classes', None)
         known = [labels for labels in (getattr(self.replay, 'labels', None), self.test_labels) if labels is not None]
         if named is None and len(known) < 2:
-            known = [torch.cat([labels for _, labels in _reads(data, self.items, self.seed)])
+            known = [torch.cat([labels for _, labels in reading.reads(data, self.items, self.seed)])
                      for data in (self.train, self.test)]
         if not known:  # named classes, and no labels at hand: streamed labels are checked by the loss
             return len(named)
@@ -289,7 +160,7 @@ class DatasetWorld:
                 yield obs[start:start + size], labels[start:start + size]
         else:
             indices = distributed.shard(torch.arange(len(self.test)))
-            for obs, label in self.test_stream.read(_plan(indices, size, self.seed, TEST)):
+            for obs, label in self.test_stream.read(reading.plan(indices, size, self.seed, reading.TEST)):
                 yield obs.to(self.device, non_blocking=True), label.to(self.device, non_blocking=True)
 
     @torch.no_grad()
@@ -348,9 +219,9 @@ class DataReplay:
         self.batch_size, self.device, self.seed, self.size = batch_size, torch.device(device), seed, len(dataset)
         self.generator = torch.Generator().manual_seed(seed)
         self.passes, self.pass_ended, self.served, self.augment = 0, False, 0, None
-        self.stream = _Stream(dataset, self.items, num_workers, device, seed) if stream else None
+        self.stream = reading.Stream(dataset, self.items, num_workers, device, seed) if stream else None
         if self.stream is None:
-            self.obs, self.labels = (tensor.to(self.device) for tensor in _read(dataset, self.items, seed))
+            self.obs, self.labels = (tensor.to(self.device) for tensor in reading.read_all(dataset, self.items, seed))
         self._new_pass()
 
     def __len__(self):
@@ -362,7 +233,7 @@ class DataReplay:
         if self.stream is None:
             self.order = self.order.to(self.device)
         else:
-            plan = _plan(self.order[position:], self.batch_size, self.seed, TRAIN, self.passes,
+            plan = reading.plan(self.order[position:], self.batch_size, self.seed, reading.TRAIN, self.passes,
                          first=position // self.batch_size)
             self.batches = self.stream.read([(seed, distributed.shard(indices)) for seed, indices in plan])
 
