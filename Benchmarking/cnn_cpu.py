@@ -1,16 +1,21 @@
 """A small CNN on CIFAR-shaped data through ML, against a hand-written PyTorch loop and PyTorch Lightning's Trainer;
 ML in bf16 against fp32; and the default task's accuracy in bf16. One torch thread, on the CPU.
 
-    python Benchmarking/cnn_cpu.py [--steps 400] [--rounds 7] [--batch-size 128]
+    python Benchmarking/cnn_cpu.py [--model tutorial|convbn] [--steps 400] [--rounds 7] [--batch-size 128]
 
-Every side trains the PyTorch CIFAR-10 tutorial's network (two 5x5 convolutions and three linear layers, 62k
-parameters) on the same 10,000 in-memory samples (3x32x32 float32, 10 classes, drawn once from a seeded generator),
-`--batch-size` at a time, with torch.optim.Adam(lr=1e-3), for `--steps` optimizer steps:
+Every side trains the same network on the same 10,000 in-memory samples (3x32x32 float32, 10 classes, drawn once
+from a seeded generator), `--batch-size` at a time, with torch.optim.Adam(lr=1e-3), for `--steps` optimizer steps.
+The network (`--model`) is PyTorch's CIFAR-10 tutorial network (two 5x5 convolutions and three linear layers, 62k
+parameters), or a plain CIFAR CNN with batch norm (three 3x3 convolution, batch norm, ReLU and max-pool stages of
+32, 64 and 64 channels, 57k parameters). The sides:
 
-    hand-written  the plainest correct loop (common.hand_written)
-    ML            ML.launch(Model=TutorialCNN, Dataset=CIFARShaped, ...): the real launch and training path
+    hand-written  the plainest correct loop (common.hand_written), in PyTorch's default (contiguous) layout
+    ML            ML.launch(Model=..., Dataset=CIFARShaped, ...): the real launch and training path, as it runs by
+                  default, which on a CPU puts convolutions in the channels_last layout (oneDNN's fastest)
+    ML contiguous ML as above with channels_last=false: the same layout as the other sides, so its ratio to the
+                  hand-written loop is what ML's own machinery costs
     Lightning     a LightningModule fit by Lightning's Trainer on a DataLoader (common.through_lightning)
-    ML bf16       ML as above with precision=bf16 (torch.autocast to bfloat16 on the CPU)
+    ML bf16       ML as by default, with precision=bf16 (torch.autocast to bfloat16 on the CPU)
 
 Each side is timed from the end of step `--log` (ML's first train.csv row) to its last step, so that start-up
 (building the run, Lightning's Trainer set-up, the first steps' allocations) is counted by none. ML's rate is read
@@ -18,11 +23,11 @@ from its own train.csv. The rounds interleave the sides, so a disturbance of thi
 each figure is printed with the CPU pressure (/proc/pressure/cpu, avg10) at the time, and the summary takes medians.
 Last, the default task (the MLP on scikit-learn's digits) runs once in bf16 and prints its test accuracy.
 
-Measured on a Xeon with AMX-BF16 shared with other work (steps/s: hand-written, ML, Lightning, ML bf16; then the
-ratios of the medians, and the medians of the rounds' ratios):
+Measured on a shared Xeon with AMX-BF16, before ML chose channels_last on a CPU (steps/s: hand-written, ML,
+Lightning, ML bf16; then ML/hand and ML/Lightning by the ratio of the medians, and the medians of the rounds' ratios),
+tutorial network:
     3 rounds of 200 steps, avg10 0.7-3.7:  58.1, 57.9, 55.8, 71.6  ML/hand 0.997, ML/Lightning 1.037, bf16 1.238
     7 rounds of 300 steps, avg10 0-80:     35.2, 34.2, 33.3, 48.5  ML/hand 0.973 (0.974), ML/Lightning 1.026 (1.083)
-    7 rounds of 300 steps, avg10 0.6-39:   53.9, 53.5, 46.5, 60.3  ML/hand 0.992 (0.964), ML/Lightning 1.150 (1.160)
     7 rounds of 400 steps, avg10 0:        73.9, 70.4, 69.6, 91.4  ML/hand 0.952 (0.952), ML/Lightning 1.011 (1.020)
 The default task in bf16 ends at 97.21% test accuracy. With the machine saturated (avg10 above 97), one side's
 figures scatter from 11 to 36 steps/s, and the ratios with them.
@@ -57,6 +62,26 @@ class TutorialCNN(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x.flatten(1))))))
 
 
+class ConvBN(nn.Module):
+    """A plain CIFAR CNN with batch norm: three stages of 3x3 convolution, batch norm, ReLU and 2x2 max-pool (32, 64
+    and 64 channels), a global max-pool and a linear head: (B, 3, 32, 32) -> (B, 10) logits."""
+
+    def __init__(self):
+        super().__init__()
+        stages, channels = [], 3
+        for width in (32, 64, 64):
+            stages += [nn.Conv2d(channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                       nn.MaxPool2d(2)]
+            channels = width
+        self.features, self.head = nn.Sequential(*stages), nn.Linear(channels, CLASSES)
+
+    def forward(self, x):
+        return self.head(self.features(x).amax((2, 3)))
+
+
+MODELS = {'tutorial': TutorialCNN, 'convbn': ConvBN}
+
+
 def cifar_shaped(train: bool = True) -> tuple:
     """(x float32 (N, 3, 32, 32), y int64 (N,)): fixed random images and labels, 10,000 to train and 1,000 to test."""
     generator = torch.Generator().manual_seed(0 if train else 1)
@@ -78,11 +103,11 @@ class CIFARShaped(Dataset):
         return self.data[index], self.targets[index]
 
 
-def through_ml(steps: int, warm: int, batch_size: int, folder: Path, precision: str = 'fp32') -> float:
+def through_ml(model: type, steps: int, warm: int, batch_size: int, folder: Path, *overrides: str) -> float:
     """Returns steps per second by the run's own train.csv, between its first row (step `warm`) and its last."""
-    ML.launch(f'train_steps={steps}', f'log_per_steps={warm}', f'batch_size={batch_size}', f'precision={precision}',
+    ML.launch(f'train_steps={steps}', f'log_per_steps={warm}', f'batch_size={batch_size}', *overrides,
               'eval_per_steps=null', 'save=false', 'progress=false', 'experiment=cnn',
-              Model=TutorialCNN, Dataset=CIFARShaped)
+              Model=model, Dataset=CIFARShaped)
     return logged_rate(folder / 'Benchmarking/cnn/Classifier/classify/CIFARShaped_1/train.csv', counter='step')
 
 
@@ -95,6 +120,7 @@ def default_task_accuracy(precision: str, folder: Path) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', choices=MODELS, default='tutorial')
     parser.add_argument('--steps', type=int, default=400)
     parser.add_argument('--log', type=int, default=50, help='steps before timing starts (ML logs every this many)')
     parser.add_argument('--rounds', type=int, default=7)
@@ -102,21 +128,26 @@ def main():
     args = parser.parse_args()
     folder = workspace()
     quiet_lightning()
-    work = (args.steps, args.log, args.batch_size)
-    sides = {'hand-written': lambda: hand_written(TutorialCNN(), *cifar_shaped(), *work),
-             'ML': lambda: through_ml(*work, folder),
-             'Lightning': lambda: through_lightning(TutorialCNN(), *cifar_shaped(), *work),
-             'ML bf16': lambda: through_ml(*work, folder, 'bf16')}
+    model, work = MODELS[args.model], (args.steps, args.log, args.batch_size)
+    sides = {'hand-written': lambda: hand_written(model(), *cifar_shaped(), *work),
+             'ML': lambda: through_ml(model, *work, folder),
+             'ML contiguous': lambda: through_ml(model, *work, folder, 'channels_last=false'),
+             'Lightning': lambda: through_lightning(model(), *cifar_shaped(), *work),
+             'ML bf16': lambda: through_ml(model, *work, folder, 'precision=bf16')}
     figures = {}
     medians = interleave(sides, args.rounds, 'steps/s', figures)
-    hand, ml, lightning, bf16 = (medians[name] for name in sides)
-    print(f'median over {args.rounds} rounds of {args.steps} steps (batch {args.batch_size}): hand-written '
-          f'{hand:.1f}, ML {ml:.1f}, Lightning {lightning:.1f}, ML bf16 {bf16:.1f} steps/s')
-    print(f'ratio of the medians: ML/hand {ml / hand:.3f} (overhead {1e3 * (1 / ml - 1 / hand):+.3f} ms/step), '
-          f'ML/Lightning {ml / lightning:.3f} (Lightning\'s overhead {1e3 * (1 / lightning - 1 / hand):+.3f} '
+    hand, ml, contiguous, lightning, bf16 = (medians[name] for name in sides)
+    print(f'{args.model}: median over {args.rounds} rounds of {args.steps} steps (batch {args.batch_size}): '
+          f'hand-written {hand:.1f}, ML {ml:.1f}, ML contiguous {contiguous:.1f}, Lightning {lightning:.1f}, '
+          f'ML bf16 {bf16:.1f} steps/s')
+    print(f'ratio of the medians: ML/hand {ml / hand:.3f}, ML contiguous/hand {contiguous / hand:.3f} (overhead '
+          f'{1e3 * (1 / contiguous - 1 / hand):+.3f} ms/step), ML/Lightning {ml / lightning:.3f}, ML contiguous/'
+          f'Lightning {contiguous / lightning:.3f} (Lightning\'s overhead {1e3 * (1 / lightning - 1 / hand):+.3f} '
           f'ms/step), ML bf16/fp32 {bf16 / ml:.3f}')
-    print(f"median of the rounds' ratios: ML/hand {paired(figures, 'ML', 'hand-written'):.3f}, ML/Lightning "
-          f"{paired(figures, 'ML', 'Lightning'):.3f}, ML bf16/fp32 {paired(figures, 'ML bf16', 'ML'):.3f}")
+    print(f"median of the rounds' ratios: ML/hand {paired(figures, 'ML', 'hand-written'):.3f}, ML contiguous/hand "
+          f"{paired(figures, 'ML contiguous', 'hand-written'):.3f}, ML/Lightning {paired(figures, 'ML', 'Lightning'):.3f}"
+          f", ML contiguous/Lightning {paired(figures, 'ML contiguous', 'Lightning'):.3f}, ML bf16/fp32 "
+          f"{paired(figures, 'ML bf16', 'ML'):.3f}")
     print(f'the default task in bf16: final test accuracy {default_task_accuracy("bf16", folder):.2%}')
 
 

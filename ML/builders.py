@@ -135,11 +135,12 @@ def make_augmentation(c: dict, cwd: Path, obs_shape: tuple, device: str):
     return Augmentation(transform.to(device) if isinstance(transform, nn.Module) else transform, generator)
 
 
-def make_agent(c: dict, specs: dict, cwd: Path, device: str):
+def make_agent(c: dict, specs: dict, cwd: Path, device: str, lines: list = None):
     """Eyes -> Model sized to the data, the optimizer and the optimizer step (precision, clipping, accumulation),
-    then the agent that holds them, its networks laid out and compiled as asked."""
-    from ML.agents.compiling import prepare
-    from ML.agents.update import Update
+    then the agent that holds them, its networks laid out and compiled as asked. `lines`, when given, receives
+    what the run says of how it computes (precision, compile, channels_last, and why a layout was not taken)."""
+    from ML.agents.compiling import choose_layout, prepare
+    from ML.agents.update import Update, describe
     obs_spec = specs['obs_spec']
     out_spec = specs.get('label_spec') or specs.get('action_spec')
     eyes = build.build('Eyes', c['Eyes'] if c['Eyes'] is not None else 'Identity', c['eyes'], cwd=cwd,
@@ -168,7 +169,12 @@ def make_agent(c: dict, specs: dict, cwd: Path, device: str):
     if asked and not any(value is update for value in vars(agent).values()):
         raise ConfigError(f'{asked[0]}: Agent={_label(agent_name)} keeps no update, so nothing would apply it; '
                           f'take `update` in its constructor and call self.update(loss, optimizer) in learn()')
-    return prepare(agent.to(device), compile=c['compile'], channels_last=c['channels_last'])
+    layout = choose_layout(c['channels_last'], {'Eyes': eyes, 'Model': model}, obs_spec.shape, device)
+    if lines is not None:
+        if (c['precision'], c['accelerate'], c['compile'], layout.channels_last) != ('fp32', False, False, False):
+            lines.append(describe(c['precision'], c['accelerate'], device, c['compile'], layout.channels_last))
+        lines += [layout.note] if layout.note else []
+    return prepare(agent.to(device), compile=c['compile'], channels_last=layout.channels_last)
 
 
 def default_agent(specs: dict) -> str:

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from ML import crossval, distributed, mini, resume, run
-from ML.agents.update import describe, metric_schedulers
+from ML.agents.update import metric_schedulers
 from ML.builders import make_agent, make_replay, make_world
 from ML.errors import CheckpointError, ConfigError, Interrupted, RunError
 from ML.language import compose
@@ -99,7 +99,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
     specs = {'obs_spec': world.obs_spec,
              **({'action_spec': world.action_spec} if world.online else {'label_spec': world.label_spec})}
     plain_specs = {key: spec.plain() for key, spec in specs.items()}
-    agent = make_agent(c, specs, cwd, device)
+    computing = []  # how the run computes (precision, compile, layout), said once it starts
+    agent = make_agent(c, specs, cwd, device, computing)
     paths = resume.run_paths(root, c, type(agent).__name__, world)
     if c['load'] is True and not c['variant'] and not resume.same_run(paths, config):
         found = resume.sweep_member_variant(cwd, c, type(agent).__name__, world, config)
@@ -194,10 +195,7 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         world.video_folder = paths.folder / 'media'
     if state and (part.get('random') or not world.online):  # offline, every process draws as process 0 did
         checkpoints.set_random_state(part.get('random') or state['random'], agent)
-    accelerated = (c['precision'], c['accelerate'], c['compile'], c['channels_last']) != ('fp32', False, False, False)
-    for line in [getattr(world, 'description', None),
-                 accelerated and describe(c['precision'], c['accelerate'], device, c['compile'], c['channels_last']),
-                 *notes]:
+    for line in [getattr(world, 'description', None), *computing, *notes]:
         if line and distributed.is_main():
             print(f'ML: {line}')
 

@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from ML.agents.classifier import Classifier
-from ML.agents.compiling import prepare
+from ML.agents.compiling import choose_layout, prepare
 from ML.agents.update import Update, describe
 from ML.cli import main
 from ML.records import checkpoints
 from ML.specs import Batch, Counters, Spec
-from conftest import FAST, ml, run_dir
+from conftest import FAST, checkpoint, ml, run_dir
 
 CLASSES = Spec((), torch.int64, discrete=True, low=0, high=2)
 
@@ -235,6 +235,69 @@ def test_channels_last_lays_out_convolutions_and_the_optimizer_still_steps_them(
     before = weight.detach().clone()
     agent.learn(Batch(torch.randn(8, 3, 8, 8), label=torch.randint(3, (8,))), Counters())
     assert not torch.equal(weight, before), 'the optimizer holds the parameters in their new layout'
+
+
+VIEWING_MODEL = '''
+
+class Viewing(nn.Module):
+    """A CNN on the 8x8 digits that flattens with .view(), as older tutorials do: a channels_last convolution's
+    output cannot be viewed so."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(1, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv(x.view(len(x), 1, 8, 8)))
+        return self.head(h.view(len(h), -1))
+'''
+
+
+def test_on_a_cpu_convolutions_run_in_channels_last_unless_asked_not_to(user_dir):
+    said = ml(*FAST, 'Eyes=CNN', cwd=user_dir).stdout.splitlines()
+    assert 'ML: precision: fp32 on cpu; channels_last: on' in said
+    weights = [value for value in torch.load(checkpoint(user_dir))['agent'].values() if value.dim() == 4]
+    assert all(weight.is_contiguous(memory_format=torch.channels_last) for weight in weights), 'the layout they ran in'
+    assert any(not weight.is_contiguous() for weight in weights), 'not merely a 1-channel weight, which is both'
+    assert not any('channels_last' in line for line in ml(*FAST, 'Eyes=CNN', 'channels_last=false',
+                                                             cwd=user_dir).stdout.splitlines())
+    assert not any('precision' in line for line in ml(*FAST, cwd=user_dir).stdout.splitlines()), \
+        'the default MLP convolves nothing: nothing to say'
+
+
+def test_a_model_that_fails_in_channels_last_trains_in_its_own_layout_with_one_line(user_dir):
+    with open(user_dir / 'Run.py', 'a') as file:
+        file.write(VIEWING_MODEL)
+    result = ml(*FAST, 'Model=Run.Viewing', cwd=user_dir)
+    said = [line for line in result.stdout.splitlines() if 'channels_last' in line]
+    assert len(said) == 1 and said[0].startswith(
+        'ML: channels_last: off, as Model (Viewing) fails in that layout (RuntimeError: view size is not compatible')
+    assert checkpoint(user_dir).exists(), 'trained and saved'
+
+    asked = ml(*FAST, 'Model=Run.Viewing', 'channels_last=true', 'experiment=asked', cwd=user_dir, check=False)
+    assert asked.returncode == 1 and asked.stderr.strip().splitlines() == [asked.stderr.strip()]
+    assert asked.stderr.startswith('ML: ConfigError: channels_last=true: Model (Viewing) fails in that layout '
+                                   '(RuntimeError: view size')
+    assert not (user_dir / 'Benchmarking' / 'asked').exists()
+
+
+class Viewed(nn.Module):
+    def forward(self, x):
+        return x.view(len(x), -1)  # (B, C, H, W) -> (B, C * H * W), for contiguous inputs only
+
+
+def test_trying_the_layout_leaves_each_network_as_it_was():
+    laid_out = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).to(memory_format=torch.channels_last)  # as DrQ's encoder
+    viewing = nn.Sequential(nn.Conv2d(4, 2, 3), Viewed())
+    before = [weight.data_ptr() for weight in (laid_out[0].weight, viewing[0].weight)]
+    layout = choose_layout(None, {'Eyes': laid_out, 'Model': viewing.train()}, (3, 8, 8), 'cpu')
+    assert not layout.channels_last and layout.note.startswith('channels_last: off, as Model (Sequential) fails')
+    assert laid_out[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert viewing[0].weight.is_contiguous() and viewing.training
+    assert [weight.data_ptr() for weight in (laid_out[0].weight, viewing[0].weight)] == before
+    assert choose_layout(None, {'Model': laid_out}, (3, 8, 8), 'cpu') == (True, None)
+    assert choose_layout(None, {'Model': laid_out}, (3, 8, 8), 'cuda') == (False, None), 'on a GPU, when asked'
+    assert choose_layout(None, {'Model': nn.Linear(3, 2)}, (3,), 'cpu') == (False, None), 'nothing convolves'
 
 
 def test_compiling_keeps_the_state_dict_and_a_failure_falls_back_with_one_line(capsys):
