@@ -29,6 +29,13 @@ tutorial network:
     3 rounds of 200 steps, avg10 0.7-3.7:  58.1, 57.9, 55.8, 71.6  ML/hand 0.997, ML/Lightning 1.037, bf16 1.238
     7 rounds of 300 steps, avg10 0-80:     35.2, 34.2, 33.3, 48.5  ML/hand 0.973 (0.974), ML/Lightning 1.026 (1.083)
     7 rounds of 400 steps, avg10 0:        73.9, 70.4, 69.6, 91.4  ML/hand 0.952 (0.952), ML/Lightning 1.011 (1.020)
+On a shared AMD EPYC with AVX-512 BF16 (no AMX), with ML choosing channels_last (steps/s: hand-written, ML, ML
+contiguous, Lightning, ML bf16; then ML/hand, ML contiguous/hand and ML/Lightning by the ratio of the medians, and
+the medians of the rounds' ratios):
+    tutorial, 7 rounds of 400 steps, avg10 0:   62.1, 64.6, 61.5, 58.6, 75.0  ML/hand 1.040 (1.028), ML contiguous/hand
+                                                0.990 (0.986), ML/Lightning 1.102 (1.087), bf16/fp32 1.161 (1.175)
+    convbn, 5 rounds of 150 steps (--log 25):   7.5, 11.7, 7.8, 7.6, 18.6     ML/hand 1.562 (1.648), ML contiguous/hand
+                                                1.031 (1.032), ML/Lightning 1.545 (1.559), bf16/fp32 1.584 (1.587)
 The default task in bf16 ends at 97.21% test accuracy. With the machine saturated (avg10 above 97), one side's
 figures scatter from 11 to 36 steps/s, and the ratios with them.
 """

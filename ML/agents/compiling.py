@@ -17,8 +17,8 @@ class Layout(NamedTuple):
 
 def choose_layout(asked, networks: dict, in_shape: tuple, device: str) -> Layout:
     """channels_last as set (True, False) or, for None, chosen: on where the networks hold a 2-d convolution and run
-    on a CPU, where oneDNN convolves fastest in that layout (a step of a small CIFAR-shaped CNN took 1.05x to 1.9x
-    less time in it: Benchmarking/cnn_cpu.py); off on a GPU unless asked.
+    on a CPU, where oneDNN convolves fastest in that layout (small CIFAR-shaped CNNs trained 1.05x and 1.5x as fast
+    in it: Benchmarking/cnn_cpu.py); off on a GPU unless asked.
 
     networks  the user's networks by key, in the order data flows through them ({'Eyes': eyes, 'Model': model}),
               each tried in channels_last on a dummy batch (1, *in_shape) float32 on `device` and then put back:
