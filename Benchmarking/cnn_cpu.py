@@ -151,10 +151,11 @@ def main():
           f'{1e3 * (1 / contiguous - 1 / hand):+.3f} ms/step), ML/Lightning {ml / lightning:.3f}, ML contiguous/'
           f'Lightning {contiguous / lightning:.3f} (Lightning\'s overhead {1e3 * (1 / lightning - 1 / hand):+.3f} '
           f'ms/step), ML bf16/fp32 {bf16 / ml:.3f}')
-    print(f"median of the rounds' ratios: ML/hand {paired(figures, 'ML', 'hand-written'):.3f}, ML contiguous/hand "
-          f"{paired(figures, 'ML contiguous', 'hand-written'):.3f}, ML/Lightning {paired(figures, 'ML', 'Lightning'):.3f}"
-          f", ML contiguous/Lightning {paired(figures, 'ML contiguous', 'Lightning'):.3f}, ML bf16/fp32 "
-          f"{paired(figures, 'ML bf16', 'ML'):.3f}")
+    ratios = {'ML/hand': ('ML', 'hand-written'), 'ML contiguous/hand': ('ML contiguous', 'hand-written'),
+              'ML/Lightning': ('ML', 'Lightning'), 'ML contiguous/Lightning': ('ML contiguous', 'Lightning'),
+              'ML bf16/fp32': ('ML bf16', 'ML')}
+    print("median of the rounds' ratios: " + ', '.join(f'{name} {paired(figures, *pair):.3f}'
+                                                        for name, pair in ratios.items()))
     print(f'the default task in bf16: final test accuracy {default_task_accuracy("bf16", folder):.2%}')
 
 

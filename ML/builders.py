@@ -169,7 +169,7 @@ def make_agent(c: dict, specs: dict, cwd: Path, device: str, lines: list = None)
     if asked and not any(value is update for value in vars(agent).values()):
         raise ConfigError(f'{asked[0]}: Agent={_label(agent_name)} keeps no update, so nothing would apply it; '
                           f'take `update` in its constructor and call self.update(loss, optimizer) in learn()')
-    layout = choose_layout(c['channels_last'], {'Eyes': eyes, 'Model': model}, obs_spec.shape, device)
+    layout = choose_layout(c['channels_last'], agent, {'Eyes': eyes, 'Model': model}, obs_spec.shape, device)
     if lines is not None:
         if (c['precision'], c['accelerate'], c['compile'], layout.channels_last) != ('fp32', False, False, False):
             lines.append(describe(c['precision'], c['accelerate'], device, c['compile'], layout.channels_last))

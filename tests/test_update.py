@@ -3,6 +3,7 @@ gradient accumulation, clipping, soft updates; and the networks' compilation and
 import copy
 import csv
 import functools
+import re
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from ML.agents.classifier import Classifier
 from ML.agents.compiling import choose_layout, prepare
 from ML.agents.update import Update, describe
 from ML.cli import main
+from ML.errors import ConfigError
 from ML.records import checkpoints
 from ML.specs import Batch, Counters, Spec
 from conftest import FAST, checkpoint, ml, run_dir
@@ -98,6 +100,8 @@ def test_the_forward_pass_runs_in_the_precision_asked():
     pytest.param(['Agent=Run.SelfStepping', 'precision=bf16'], 'ConfigError: precision=bf16: Agent=Run.SelfStepping '
                  'keeps no update, so nothing would apply it; take `update` in its constructor and call '
                  'self.update(loss, optimizer) in learn()', id='agent-without-update'),
+    pytest.param(['channels_last=true'], "ConfigError: channels_last=true: Classifier's networks hold no convolution "
+                 "(no 4-d weight) to lay out; leave channels_last at null", id='channels-last-without-convolutions'),
 ])
 def test_bad_acceleration_keys_are_one_clear_line(line, message, user_dir, capsys):
     with open(user_dir / 'Run.py', 'a') as file:
@@ -240,8 +244,8 @@ def test_channels_last_lays_out_convolutions_and_the_optimizer_still_steps_them(
 VIEWING_MODEL = '''
 
 class Viewing(nn.Module):
-    """A CNN on the 8x8 digits that flattens with .view(), as older tutorials do: a channels_last convolution's
-    output cannot be viewed so."""
+    """A CNN on the 8x8 digits that, in training, flattens with .view() as older tutorials do: a channels_last
+    convolution's output cannot be viewed so."""
 
     def __init__(self):
         super().__init__()
@@ -249,7 +253,7 @@ class Viewing(nn.Module):
 
     def forward(self, x):
         h = torch.relu(self.conv(x.view(len(x), 1, 8, 8)))
-        return self.head(h.view(len(h), -1))
+        return self.head(h.view(len(h), -1) if self.training else h.flatten(1))
 '''
 
 
@@ -270,14 +274,13 @@ def test_a_model_that_fails_in_channels_last_trains_in_its_own_layout_with_one_l
         file.write(VIEWING_MODEL)
     result = ml(*FAST, 'Model=Run.Viewing', cwd=user_dir)
     said = [line for line in result.stdout.splitlines() if 'channels_last' in line]
-    assert len(said) == 1 and said[0].startswith(
-        'ML: channels_last: off, as Model (Viewing) fails in that layout (RuntimeError: view size is not compatible')
+    where = r'Model \(Viewing\) fails in that layout: \./Run\.py, line \d+: RuntimeError: view size is not compatible'
+    assert len(said) == 1 and re.match(rf'ML: channels_last: off, as {where}', said[0])
     assert checkpoint(user_dir).exists(), 'trained and saved'
 
     asked = ml(*FAST, 'Model=Run.Viewing', 'channels_last=true', 'experiment=asked', cwd=user_dir, check=False)
     assert asked.returncode == 1 and asked.stderr.strip().splitlines() == [asked.stderr.strip()]
-    assert asked.stderr.startswith('ML: ConfigError: channels_last=true: Model (Viewing) fails in that layout '
-                                   '(RuntimeError: view size')
+    assert re.match(rf'ML: ConfigError: channels_last=true: {where}', asked.stderr)
     assert not (user_dir / 'Benchmarking' / 'asked').exists()
 
 
@@ -287,17 +290,34 @@ class Viewed(nn.Module):
 
 
 def test_trying_the_layout_leaves_each_network_as_it_was():
-    laid_out = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).to(memory_format=torch.channels_last)  # as DrQ's encoder
+    torch.manual_seed(0)
+    laid_out = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5))  # laid out by itself, as DrQ's
+    laid_out.to(memory_format=torch.channels_last)                                    # encoder is
     viewing = nn.Sequential(nn.Conv2d(4, 2, 3), Viewed())
-    before = [weight.data_ptr() for weight in (laid_out[0].weight, viewing[0].weight)]
-    layout = choose_layout(None, {'Eyes': laid_out, 'Model': viewing.train()}, (3, 8, 8), 'cpu')
+    networks, before = {'Eyes': laid_out, 'Model': viewing.train()}, copy.deepcopy(laid_out.state_dict())
+    pointers, random_state = [weight.data_ptr() for weight in (laid_out[0].weight, viewing[0].weight)], \
+        torch.get_rng_state()
+    layout = choose_layout(None, nn.ModuleDict(networks), networks, (3, 8, 8), 'cpu')
     assert not layout.channels_last and layout.note.startswith('channels_last: off, as Model (Sequential) fails')
     assert laid_out[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert viewing[0].weight.is_contiguous() and viewing.training
-    assert [weight.data_ptr() for weight in (laid_out[0].weight, viewing[0].weight)] == before
-    assert choose_layout(None, {'Model': laid_out}, (3, 8, 8), 'cpu') == (True, None)
-    assert choose_layout(None, {'Model': laid_out}, (3, 8, 8), 'cuda') == (False, None), 'on a GPU, when asked'
-    assert choose_layout(None, {'Model': nn.Linear(3, 2)}, (3,), 'cpu') == (False, None), 'nothing convolves'
+    assert [weight.data_ptr() for weight in (laid_out[0].weight, viewing[0].weight)] == pointers
+    for key, value in laid_out.state_dict().items():  # batch norm's running statistics and count among them
+        assert torch.equal(value, before[key]), key
+    assert torch.equal(torch.get_rng_state(), random_state), 'the trial drew nothing from the run\'s random state'
+
+
+def test_the_layout_is_chosen_where_a_cpu_convolves_and_blamed_only_for_its_own_failures():
+    convolving = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    assert choose_layout(None, convolving, {'Model': convolving}, (3, 8, 8), 'cpu') == (True, None)
+    assert choose_layout(None, convolving, {'Model': convolving}, (3, 8, 8), 'cuda') == (False, None), 'when asked'
+    assert choose_layout(False, convolving, {'Model': convolving}, (3, 8, 8), 'cpu') == (False, None)
+    linear = nn.Linear(3, 2)
+    assert choose_layout(None, linear, {'Model': linear}, (3,), 'cpu') == (False, None), 'nothing convolves'
+    with pytest.raises(ConfigError, match=r"^channels_last=true: Linear's networks hold no convolution"):
+        choose_layout(True, linear, {'Model': linear}, (3,), 'cpu')
+    broken = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(5, 2))  # fails in any layout: its own error
+    assert choose_layout(None, broken, {'Model': broken}, (3, 8, 8), 'cpu') == (False, None)
 
 
 def test_compiling_keeps_the_state_dict_and_a_failure_falls_back_with_one_line(capsys):

@@ -1,12 +1,14 @@
 """torch.compile and the channels_last memory format for an agent's networks, each asked for by one key (compile,
 channels_last) and applied by the build step once the agent is built and on its device."""
 import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from ML.errors import ConfigError
+from ML.language import paths
 
 
 class Layout(NamedTuple):
@@ -15,50 +17,60 @@ class Layout(NamedTuple):
     note: str = None
 
 
-def choose_layout(asked, networks: dict, in_shape: tuple, device: str) -> Layout:
-    """channels_last as set (True, False) or, for None, chosen: on where the networks hold a 2-d convolution and run
-    on a CPU, where oneDNN convolves fastest in that layout (small CIFAR-shaped CNNs trained 1.05x and 1.5x as fast
-    in it: Benchmarking/cnn_cpu.py); off on a GPU unless asked.
+def choose_layout(asked, agent: nn.Module, networks: dict, in_shape: tuple, device: str) -> Layout:
+    """channels_last as set (True, False) or, for None, chosen: on where the agent holds a 4-d weight (a 2-d
+    convolution's) and runs on a CPU, where oneDNN convolves fastest in that layout (small CIFAR-shaped CNNs trained
+    1.05x and 1.5x as fast in it: Benchmarking/cnn_cpu.py); off on a GPU unless asked.
 
     networks  the user's networks by key, in the order data flows through them ({'Eyes': eyes, 'Model': model}),
-              each tried in channels_last on a dummy batch (1, *in_shape) float32 on `device` and then put back:
-              a forward that calls .view() on a convolution's output fails in that layout, where .reshape() works.
-    Returns Layout(False, note) when a chosen layout fails, the note naming the network and torch's reason.
-    Raises ConfigError naming the network when channels_last=true and it fails in that layout."""
-    convolves = any(isinstance(module, nn.Conv2d) for network in networks.values() for module in network.modules())
+              tried on a dummy batch (2, *in_shape) float32 on `device`, in eval and in training mode: a forward
+              that calls .view() on a convolution's output, or asserts a contiguous input, fails in channels_last.
+              The layout is blamed only where the same trial passes in the contiguous layout.
+    Returns Layout(False, note) when a chosen layout fails, the note naming the network, the user's file and line,
+    and torch's reason. Raises ConfigError when channels_last=true and the agent has no 4-d weight to lay out, or a
+    network fails in that layout."""
+    convolves = any(parameter.dim() == 4 for parameter in agent.parameters())
+    if asked and not convolves:
+        raise ConfigError(f'channels_last=true: {type(agent).__name__}\'s networks hold no convolution (no 4-d '
+                          f'weight) to lay out; leave channels_last at null')
     if asked is False or (asked is None and (torch.device(device).type != 'cpu' or not convolves)):
         return Layout(False)
-    failure = _failure_in_channels_last(networks, in_shape, device)
+    failure = _trial(networks, in_shape, device, torch.channels_last)
     if failure is None:
         return Layout(True)
+    if _trial(networks, in_shape, device, torch.contiguous_format) is not None:  # not the layout's doing: the
+        return Layout(bool(asked))  # network's own error shows where it would without the trial
     if asked:
-        raise ConfigError(f'channels_last=true: {failure}; write .reshape(...) for .view(...) there, or set '
-                          f'channels_last=false')
-    return Layout(False, f'channels_last: off, as {failure}; a CPU convolves faster in it (channels_last=false: '
-                         f'off, without this line)')
+        raise ConfigError(f'channels_last=true: {failure}{" " if failure.endswith(".") else ". "}Or leave '
+                          f'channels_last at null: it then trains in its own layout')
+    return Layout(False, f'channels_last: off, as {failure}')
 
 
-def _failure_in_channels_last(networks: dict, in_shape: tuple, device: str):
-    """None, or 'Model (Net) fails in that layout (RuntimeError: ...)' for the first network whose forward raises.
-    Each network is left as it was: its parameters' and buffers' own tensors (a network may have laid itself out)."""
-    x = torch.zeros(1, *in_shape, device=device)
-    for key, network in networks.items():
-        was_training = network.training
-        tensors = [(parameter, parameter.data) for parameter in network.parameters()]
-        buffers = [(module, dict(module._buffers)) for module in network.modules()]  # .to() replaces buffers
-        network.train(False).to(memory_format=torch.channels_last)
-        try:
-            with torch.no_grad():
-                x = network(x)
-        except Exception as error:  # its forward ran in the contiguous layout (the shape check): the layout did it
-            reason = (str(error).strip().splitlines() or [''])[0]
-            return f'{key} ({type(network).__name__}) fails in that layout ({type(error).__name__}: {reason})'
-        finally:
-            network.train(was_training)
-            for parameter, data in tensors:
-                parameter.data = data
-            for module, saved in buffers:
-                module._buffers.update(saved)
+def _trial(networks: dict, in_shape: tuple, device: str, memory_format: torch.memory_format):
+    """None, or 'Model (Net) fails in that layout: ./Run.py, line 12: RuntimeError: ...' for the first network
+    whose forward raises, laid out in memory_format, in eval or training mode. Each network is left as it was: its
+    parameters' and buffers' own tensors (a network may have laid itself out), the buffers' values (batch norm's
+    running statistics), its mode, and the random state (dropout draws)."""
+    device = torch.device(device)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == 'cuda' else []), torch.no_grad():
+        for training in (False, True):
+            x = torch.zeros(2, *in_shape, device=device)  # two: batch norm takes no batch of one in training
+            for key, network in networks.items():
+                was_training = network.training
+                tensors = [(parameter, parameter.data) for parameter in network.parameters()]
+                buffers = [(module, name, buffer, buffer.clone()) for module in network.modules()
+                           for name, buffer in module._buffers.items() if buffer is not None]
+                network.train(training).to(memory_format=memory_format)
+                try:
+                    x = network(x)
+                except Exception as error:
+                    return f'{key} ({type(network).__name__}) fails in that layout: {paths.located(error, Path.cwd())}'
+                finally:
+                    network.train(was_training)
+                    for parameter, data in tensors:
+                        parameter.data = data
+                    for module, name, buffer, values in buffers:  # .to() replaced them; a forward updated them
+                        module._buffers[name] = buffer.copy_(values)
     return None
 
 

@@ -178,9 +178,7 @@ def explain(label: str, error: BaseException, cwd: Path, call: str = '') -> MLEr
     """The one line for `error`, raised (or a sys.exit) while `label` (`Model=Run.Model`) was built: a UserCodeError
     at the innermost line of the user's own files when their code raised, with those frames alone to show; else a
     ConfigError naming the call that raised (`CNN(depth=-1)`)."""
-    frames = _users_frames(error, cwd)
-    what = f'sys.exit({error.code!r}) ended it' if isinstance(error, SystemExit) else \
-        ': '.join([type(error).__name__] + ([_first_line(error)] if _first_line(error) else []))
+    frames, what = _users_frames(error, cwd), _what(error)
     if isinstance(error, SyntaxError) and error.filename and _is_users(error.filename, cwd):
         shown = ''.join(traceback.format_exception_only(error))
         return UserCodeError(f'{label}: {_shown(error.filename, cwd)}, line {error.lineno}: '
@@ -189,6 +187,19 @@ def explain(label: str, error: BaseException, cwd: Path, call: str = '') -> MLEr
         shown = 'Traceback (most recent call last):\n' + ''.join(traceback.format_list(frames))
         return UserCodeError(f'{label}: {_shown(frames[-1].filename, cwd)}, line {frames[-1].lineno}: {what}', shown)
     return ConfigError(f'{label}: {call} raised {what}' if call else f'{label}: {what}')
+
+
+def located(error: BaseException, cwd: Path) -> str:
+    """Where the user's own code raised `error` and what it was: './Run.py, line 12: RuntimeError: ...', or only
+    what it was when no frame of theirs is in its traceback."""
+    frames = _users_frames(error, cwd)
+    return f'{_shown(frames[-1].filename, cwd)}, line {frames[-1].lineno}: {_what(error)}' if frames else _what(error)
+
+
+def _what(error: BaseException) -> str:
+    if isinstance(error, SystemExit):
+        return f'sys.exit({error.code!r}) ended it'
+    return ': '.join([type(error).__name__] + ([_first_line(error)] if _first_line(error) else []))
 
 
 def is_users_error(error: BaseException, cwd: Path) -> bool:
