@@ -220,6 +220,38 @@ def test_an_error_in_the_users_code_shows_the_users_line_not_MLs(argv, line, use
     assert nothing_written(user_dir)
 
 
+TRAINING_ONLY_BUG = """
+    import torch
+    from torch import nn
+
+
+    class Model(nn.Module):
+        \"\"\"Builds and evaluates; its training branch adds a head of the wrong size.\"\"\"
+
+        def __init__(self, in_shape, out_shape):
+            super().__init__()
+            self.head, self.auxiliary = nn.Linear(64, 10), nn.Linear(32, 10)
+
+        def forward(self, x):
+            x = x.flatten(1)
+            return self.head(x) + self.auxiliary(x) if self.training else self.head(x)
+"""
+
+
+def test_an_error_in_the_users_code_during_training_shows_the_users_line_and_keeps_the_whole_traceback(user_dir):
+    (user_dir / 'Bug.py').write_text(textwrap.dedent(TRAINING_ONLY_BUG).lstrip())
+    result = ml(*FAST, 'Model=Bug.Model', cwd=user_dir, check=False)
+    assert result.returncode == 1
+    stderr = result.stderr.strip().splitlines()
+    assert stderr[-1] == ('ML: UserCodeError: the run at step 0: ./Bug.py, line 14: RuntimeError: mat1 and mat2 shapes '
+                          'cannot be multiplied (256x64 and 32x10); the whole traceback is in '
+                          'Benchmarking/Exp/Classifier/classify/Digits_1/crash.txt')
+    frames = [text for text in stderr if text.strip().startswith('File ')]
+    assert frames and all(str(user_dir) in frame for frame in frames), stderr  # the user's frames, none of ML's
+    assert (run_dir(user_dir) / 'status').read_text().strip() == 'crashed'
+    assert 'ML/run.py' in (run_dir(user_dir) / 'crash.txt').read_text(), 'every frame kept there'
+
+
 def test_an_ALE_id_registers_its_namespace_first(tmp_path):
     pytest.importorskip('ale_py')
     code = ('import gymnasium; from ML.world.gym import register_namespace; register_namespace("ALE/Pong-v5"); '
