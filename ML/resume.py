@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from ML.errors import CheckpointError
+from ML.language.schema import show
 from ML.records import checkpoints
 from ML.records.logger import shown
 from ML.records.run_folder import RunFolder, RunPaths, describe_owner
@@ -112,10 +113,9 @@ def _safe(name: str) -> str:
 
 def line(path: Path, counters, saved_config: dict, config: dict, cwd: Path) -> str:
     """What is resumed, from where, and which hyperparameters changed since the checkpoint."""
-    changed = _changes(saved_config, config)
-    return (f'resuming {shown(path, cwd)} at step {counters.step}'
-            + (f' (changed: {", ".join(f"{key} {old} -> {new}" for key, (old, new) in changed.items())})'
-               if changed else ''))
+    changes = _changes(saved_config, config)
+    changed = ', '.join(f'{key} {show(old)} -> {show(new)}' for key, (old, new) in changes.items())
+    return f'resuming {shown(path, cwd)} at step {counters.step}' + (f' (changed: {changed})' if changed else '')
 
 
 def _changes(saved: dict, now: dict, prefix: str = '') -> dict:

@@ -31,6 +31,7 @@ CASES = [
     pytest.param(['lr=abc'], r"ConfigError: lr=abc: expected a number > 0 \(the default is 0\.001\)", id='wrong-type'),
     pytest.param(['train_steps=many'], r"train_steps=many: expected an integer", id='wrong-type-int'),
     pytest.param(['save=maybe'], r"save=maybe: expected true or false", id='wrong-type-bool'),
+    pytest.param(['save=[true]'], r"save=\[true\]: expected true or false", id='list-for-bool'),
     pytest.param(['Model=nn.Linear'], r"ShapeError: Model \(Linear\): expected an input it can take, got shape "
                                       r"\(1, 8, 8\): .*; flatten first: Model=\[nn\.Flatten\(\),\.\.\.\]",
                  id='shape-mismatch'),

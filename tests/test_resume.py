@@ -9,7 +9,9 @@ import yaml
 
 import ML
 from conftest import checkpoint, ml, run_dir
+from ML import resume
 from ML.records import checkpoints
+from ML.specs import Counters
 
 KILLER = '''
     import os
@@ -118,7 +120,6 @@ def test_a_restored_schedule_has_the_rate_of_one_built_for_the_new_budget(make, 
             agent.scheduler.step()
         return agent
 
-    from ML.specs import Counters
     checkpoints.save(tmp_path / 'a.pt', stepped(Agent(100), 60), {}, Counters(step=60))
     resumed = Agent(150)  # a longer run: the schedule is 150 steps long now
     checkpoints.restore(resumed, checkpoints.read(tmp_path / 'a.pt'), tmp_path / 'a.pt')
@@ -174,3 +175,9 @@ def test_the_agent_returned_or_loaded_is_in_eval_mode(user_dir):
     assert not loaded.training
     obs = torch.rand(3, 1, 8, 8)
     assert torch.equal(loaded.act(obs, None), agent.act(obs, None))
+
+
+def test_the_resume_line_writes_changed_values_as_the_command_line_does(tmp_path):
+    before, now = {'channels_last': None, 'save': True, 'lr': 1e-6}, {'channels_last': False, 'save': True, 'lr': 0.05}
+    said = resume.line(tmp_path / 'Digits_1.pt', Counters(step=5), before, now, tmp_path)
+    assert said == 'resuming Digits_1.pt at step 5 (changed: channels_last null -> false, lr 1e-06 -> 0.05)'

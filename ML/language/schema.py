@@ -156,6 +156,8 @@ def show(value) -> str:
         return value if plain else repr(value)
     if value is None or isinstance(value, bool):
         return str(value).lower() if value is not None else 'null'
+    if isinstance(value, (list, tuple)):
+        return f"[{','.join(map(show, value))}]"
     return str(value)
 
 
