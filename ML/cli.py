@@ -26,7 +26,7 @@ def main(argv=None):
     unknown = [arg for arg in overrides if arg.startswith('-')]
     if unknown:
         fail(f'{unknown[0]}: unknown flag; ML takes key=value overrides, -m, --cfg job and --help')
-    from ML.errors import Interrupted, MLError
+    from ML.errors import MLError
     try:
         if show_config:
             from omegaconf import OmegaConf
@@ -56,21 +56,35 @@ def main(argv=None):
     except MLError as error:
         if os.environ.get('HYDRA_FULL_ERROR') == '1':
             raise
-        code = 128 + error.signal if isinstance(error, Interrupted) else 1
-        distributed = sys.modules.get('ML.distributed')  # imported by a run; an error before one needs no torch
-        if distributed is not None and not distributed.is_main():  # process 0 prints for the run (see report)
-            if not isinstance(error, (Interrupted, distributed.ProcessLost)):
-                distributed.report(f'{type(error).__name__}: {error}')
-            sys.exit(code)
-        if distributed is not None and isinstance(error, distributed.ProcessLost):
-            fail(error.line)
-        if getattr(error, 'frames', ''):  # the user's own code raised: its frames, as Python shows them, and no ML's
-            print(error.frames, end='', file=sys.stderr)
-        # a run a signal stopped exits as a shell reports it (128 + the signal's number: 143 for SIGTERM)
-        fail(f'{type(error).__name__}: {error}', code)
+        show_error(error)
     except KeyboardInterrupt:
         fail('Interrupted: SIGINT (Ctrl-C)', 128 + signal.SIGINT)
+    except Exception as error:
+        crashed = getattr(error, 'crashed_run', None)  # the user's own code raised while the run trained
+        if crashed is None or os.environ.get('HYDRA_FULL_ERROR') == '1':
+            raise
+        from ML.errors import UserCodeError
+        from ML.language.paths import explain
+        said = explain(f'the run at step {crashed.step}', error, Path.cwd())
+        show_error(UserCodeError(f'{said}; the whole traceback is in {crashed.crash_file}', said.frames))
 
+
+def show_error(error):
+    """An MLError as the command shows it: one line on stderr (below the user's own frames, for an error of their
+    code), and the exit code; in a process other than 0 of several, a line for process 0 to print instead."""
+    from ML.errors import Interrupted
+    code = 128 + error.signal if isinstance(error, Interrupted) else 1
+    distributed = sys.modules.get('ML.distributed')  # imported by a run; an error before one needs no torch
+    if distributed is not None and not distributed.is_main():  # process 0 prints for the run (distributed.report)
+        if not isinstance(error, (Interrupted, distributed.ProcessLost)):
+            distributed.report(f'{type(error).__name__}: {error}')
+        sys.exit(code)
+    if distributed is not None and isinstance(error, distributed.ProcessLost):
+        fail(error.line)
+    if getattr(error, 'frames', ''):  # the user's own code raised: its frames, as Python shows them, and no ML's
+        print(error.frames, end='', file=sys.stderr)
+    # a run a signal stopped exits as a shell reports it (128 + the signal's number: 143 for SIGTERM)
+    fail(f'{type(error).__name__}: {error}', code)
 
 def fail(message: str, code: int = 1):
     """One line on stderr, and exit with code; a character that would break the line (a value's newline) is

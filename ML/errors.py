@@ -1,6 +1,7 @@
 """A small exception tree. Each error says what was wrong and what would fix it, in one line that names the key,
 path or file:line; the command line prints that line alone (the traceback only with HYDRA_FULL_ERROR=1)."""
 import difflib
+from typing import NamedTuple
 
 
 class MLError(Exception):
@@ -31,6 +32,14 @@ class UserCodeError(MLError):
     def __init__(self, message: str, frames: str = ''):
         super().__init__(message)
         self.frames = frames
+
+
+class CrashedRun(NamedTuple):
+    """Set, as `crashed_run`, on an error the user's own code raised while a run trained or evaluated: the run
+    re-raises that error as it was (code that called ML.launch catches its own exception, and a debugger opens at
+    its frame), and the ML command shows it as a build-time error of theirs is shown (UserCodeError)."""
+    step: int        # the step the run had reached
+    crash_file: str  # the run's crash.txt, with the whole traceback, as the user's directory names it
 
 
 class CheckpointError(MLError):

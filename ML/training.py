@@ -16,9 +16,9 @@ import yaml
 from ML import crossval, distributed, mini, resume, run
 from ML.agents.update import metric_schedulers
 from ML.builders import make_agent, make_replay, make_world
-from ML.errors import CheckpointError, ConfigError, Interrupted, MLError, RunError, UserCodeError
+from ML.errors import CheckpointError, ConfigError, CrashedRun, Interrupted, MLError, RunError
 from ML.language import compose
-from ML.language.paths import explain, is_users_error
+from ML.language.paths import is_users_error
 from ML.records import checkpoints, provenance, trackers
 from ML.records.logger import Logger, busy, scores, shown
 from ML.records.monitor import Monitor, evaluation_metrics, task_score
@@ -272,10 +272,8 @@ def train(config: dict, live: dict = None, on_evaluation=None, member: bool = Fa
         folder.release()
         if isinstance(error, OSError):  # a full disk, a folder made read-only: the path and the system's reason
             raise RunError(f'{error.filename or paths.folder}: cannot write ({error.strerror or error})') from error
-        if not isinstance(error, MLError) and is_users_error(error, cwd):  # as an error of theirs at build time:
-            said = explain(f'the run at step {counters.step}', error, cwd)  # their frames and one line
-            raise UserCodeError(f'{said}; the whole traceback is in {shown(paths.folder / "crash.txt", cwd)}',
-                                said.frames) from error
+        if not isinstance(error, MLError) and is_users_error(error, cwd):
+            error.crashed_run = CrashedRun(counters.step, shown(paths.folder / 'crash.txt', cwd))
         raise
     finally:
         if hasattr(world, 'close'):

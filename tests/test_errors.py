@@ -72,7 +72,7 @@ WHOLE_LINES = [
                  id='learn_steps-zero'),
     pytest.param(['train_frames=abc'], 'ConfigError: train_frames=abc: expected an integer >= 1 or null (the default '
                                        'is null)', id='null-default-typed'),
-    pytest.param(['save_per_steps=[1,2]'], 'ConfigError: save_per_steps=[1, 2]: expected an integer >= 1 or null '
+    pytest.param(['save_per_steps=[1,2]'], 'ConfigError: save_per_steps=[1,2]: expected an integer >= 1 or null '
                                            '(the default is null)', id='list-for-int'),
     pytest.param(['test_split=1'], 'ConfigError: test_split=1: expected a number > 0 and < 1 (the default is 0.2)',
                  id='open-range'),

@@ -55,13 +55,12 @@ def test_every_member_keeps_its_own_checkpoint_and_load_true_finds_it(user_dir):
 def test_a_crashing_member_never_stops_the_others_and_the_sweep_says_so(user_dir):
     result = ml('-m', 'Model=Crash.Model,MLP', *FAST, cwd=user_dir, check=False)
     assert result.returncode == 1
-    error = ('UserCodeError: the run at step 4: ./Crash.py, line 16: FloatingPointError: the loss went to nan; the '
-             'whole traceback is in Benchmarking/Exp/Model=Crash.Model/Classifier/classify/Digits_1/crash.txt')
     assert result.stderr.strip().splitlines()[-1] == ('ML: 1 of 2 members crashed, the first (Model=Crash.Model '
-                                                      f'train_steps=20 eval_per_steps=null progress=False) with {error}')
+                                                      'train_steps=20 eval_per_steps=null progress=False) '
+                                                      'with FloatingPointError: the loss went to nan')
     rows = table(user_dir / 'Benchmarking/Exp/sweep.csv')
     assert [row['status'] for row in rows] == ['crashed', 'completed']
-    assert rows[0]['error'] == error and float(rows[1]['accuracy']) > 0.1
+    assert rows[0]['error'] == 'FloatingPointError: the loss went to nan' and float(rows[1]['accuracy']) > 0.1
 
 
 def test_a_bad_value_of_one_member_is_one_line_before_any_member_runs(user_dir):
