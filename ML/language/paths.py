@@ -178,15 +178,15 @@ def explain(label: str, error: BaseException, cwd: Path, call: str = '') -> MLEr
     """The one line for `error`, raised (or a sys.exit) while `label` (`Model=Run.Model`) was built: a UserCodeError
     at the innermost line of the user's own files when their code raised, with those frames alone to show; else a
     ConfigError naming the call that raised (`CNN(depth=-1)`)."""
-    frames, what = _users_frames(error, cwd), _what(error)
+    frames = _users_frames(error, cwd)
     if isinstance(error, SyntaxError) and error.filename and _is_users(error.filename, cwd):
         shown = ''.join(traceback.format_exception_only(error))
         return UserCodeError(f'{label}: {_shown(error.filename, cwd)}, line {error.lineno}: '
                              f'{type(error).__name__}: {error.msg}', shown)
     if frames:
         shown = 'Traceback (most recent call last):\n' + ''.join(traceback.format_list(frames))
-        return UserCodeError(f'{label}: {_shown(frames[-1].filename, cwd)}, line {frames[-1].lineno}: {what}', shown)
-    return ConfigError(f'{label}: {call} raised {what}' if call else f'{label}: {what}')
+        return UserCodeError(f'{label}: {located(error, cwd)}', shown)
+    return ConfigError(f'{label}: {call} raised {_what(error)}' if call else f'{label}: {_what(error)}')
 
 
 def located(error: BaseException, cwd: Path) -> str:
