@@ -86,6 +86,7 @@ def show_error(error):
     # a run a signal stopped exits as a shell reports it (128 + the signal's number: 143 for SIGTERM)
     fail(f'{type(error).__name__}: {error}', code)
 
+
 def fail(message: str, code: int = 1):
     """One line on stderr, and exit with code; a character that would break the line (a value's newline) is
     escaped."""
