@@ -28,6 +28,7 @@ Lightning, ML bf16; then ML/hand and ML/Lightning by the ratio of the medians, a
 tutorial network:
     3 rounds of 200 steps, avg10 0.7-3.7:  58.1, 57.9, 55.8, 71.6  ML/hand 0.997, ML/Lightning 1.037, bf16 1.238
     7 rounds of 300 steps, avg10 0-80:     35.2, 34.2, 33.3, 48.5  ML/hand 0.973 (0.974), ML/Lightning 1.026 (1.083)
+    7 rounds of 300 steps, avg10 0.6-39:   53.9, 53.5, 46.5, 60.3  ML/hand 0.992 (0.964), ML/Lightning 1.150 (1.160)
     7 rounds of 400 steps, avg10 0:        73.9, 70.4, 69.6, 91.4  ML/hand 0.952 (0.952), ML/Lightning 1.011 (1.020)
 On a shared AMD EPYC with AVX-512 BF16 (no AMX), with ML choosing channels_last (steps/s: hand-written, ML, ML
 contiguous, Lightning, ML bf16; then ML/hand, ML contiguous/hand and ML/Lightning by the ratio of the medians, and
